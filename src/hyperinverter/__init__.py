@@ -1,0 +1,20 @@
+"""hyperinverter: StyleGAN2 inversion with hypernetworks (HyperInverter, CVPR 2022) in plain PyTorch."""
+
+__version__ = "0.1.0"
+
+from .errors import CheckpointError, HyperInverterError, UnsafePickleError  # noqa: E402
+from .stylegan2 import Discriminator, Generator, GeneratorConfig, config_f  # noqa: E402
+from .stylegan2.formats import load_discriminator, load_generator  # noqa: E402
+
+__all__ = [
+    "CheckpointError",
+    "Discriminator",
+    "Generator",
+    "GeneratorConfig",
+    "HyperInverterError",
+    "UnsafePickleError",
+    "__version__",
+    "config_f",
+    "load_discriminator",
+    "load_generator",
+]

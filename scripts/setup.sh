@@ -30,5 +30,5 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   "${pip[@]}" install "$spec"
 fi
 echo "== installing hyperinverter$extras"
-"${pip[@]}" install -e ".$extras" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+"${pip[@]}" install -e ".$extras"
 "$VENV/bin/python" -c "import hyperinverter, torch; print('hyperinverter', hyperinverter.__version__, '| torch', torch.__version__, '| cuda', torch.cuda.is_available())"

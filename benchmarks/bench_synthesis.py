@@ -1,0 +1,412 @@
+"""Benchmark ``G.synthesis`` of the StyleGAN2 config-f generator, with and without per-sample deltas.
+
+What is measured
+----------------
+For every device (CPU, plus CUDA when available), resolution and batch size, a randomly
+initialised config-f ``Generator`` renders a batch of images from random ``ws`` in three modes:
+
+* ``auto``   -- no deltas, ``fused_modconv=None`` (activation scaling + plain batched convs);
+* ``fused``  -- no deltas, ``fused_modconv=True`` (one grouped conv per layer, group = sample);
+* ``deltas`` -- per-sample residuals on every conv and toRGB kernel (all 4-D synthesis
+  parameters), the HyperInverter use case; every layer then runs as one grouped conv.
+
+Everything runs under ``torch.inference_mode()`` in float32 with ``noise_mode="const"``.
+``--warmup`` untimed forwards come first; the first of them runs under
+``torch.utils.flop_counter.FlopCounterMode`` to count the FLOPs of one forward (convolutions
+and matmuls, as PyTorch counts them). Then ``--iters`` forwards are timed with
+``time.perf_counter`` (bracketed by ``torch.cuda.synchronize()`` on CUDA), stopping early once
+``--max-seconds`` have been spent on timed forwards (at least one is always timed).
+
+Reported per configuration: ms/image, images/s, GFLOP/image, achieved GFLOP/s, that rate as a
+percentage of a reference convolution on the same device (``F.conv2d`` of [8, 512, 64, 64] with
+[512, 512, 3, 3], timed the same way: "what this machine can do"), throughput relative to the
+``auto`` mode, and peak memory:
+
+* CUDA: ``torch.cuda.max_memory_allocated()`` after ``reset_peak_memory_stats()``;
+* CPU (Linux): the process's peak resident set size ``VmHWM`` from ``/proc/self/status``, reset
+  before every configuration by writing ``5`` to ``/proc/self/clear_refs``; where that is not
+  possible, ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (the process's peak so far, monotone).
+
+How to run
+----------
+::
+
+    python benchmarks/bench_synthesis.py --quick                 # smoke check: 256 px, batch 1 and 8
+    python benchmarks/bench_synthesis.py                         # 256 and 1024 px, batch 1 and 8
+    python benchmarks/bench_synthesis.py --max-seconds 60 --json synthesis.json
+    python benchmarks/bench_synthesis.py --devices cuda --resolutions 1024 --batch-sizes 1,4,16
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import re
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from hyperinverter import Generator
+
+MODES = {
+    "auto": "no deltas (auto path)",
+    "fused": "no deltas (grouped/fused path)",
+    "deltas": "per-sample deltas on all conv+toRGB kernels",
+}
+REF_INPUT_SHAPE = (8, 512, 64, 64)
+REF_WEIGHT_SHAPE = (512, 512, 3, 3)
+DELTA_SCALE = 0.01  # deltas are DELTA_SCALE * N(0, 1); their size does not affect the cost
+
+
+@dataclass
+class Timing:
+    """Seconds of every timed call of one function."""
+
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.seconds) / len(self.seconds)
+
+
+@dataclass
+class Result:
+    """All figures of one (device, resolution, batch, mode) configuration."""
+
+    device: str
+    resolution: int
+    batch: int
+    mode: str
+    mode_description: str
+    iters: int
+    iter_seconds: list[float]
+    ms_per_image: float
+    images_per_s: float
+    gflop_per_image: float
+    gflops: float
+    pct_of_reference: float
+    peak_mem_mb: float
+    baseline_mem_mb: float
+    mem_kind: str
+    ratio_vs_auto: Optional[float] = None
+
+
+# ----------------------------------------------------------------------------- devices and memory
+
+
+def cpu_name() -> str:
+    """A readable CPU model name (``platform.processor()`` is often empty on Linux)."""
+    name = platform.processor()
+    if name:
+        return name
+    try:
+        with open("/proc/cpuinfo") as f:
+            match = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.MULTILINE)
+        if match:
+            return match.group(1).strip()
+    except OSError:
+        pass
+    return platform.machine() or "unknown CPU"
+
+
+def device_info(device: torch.device) -> dict:
+    if device.type == "cuda":
+        return {"name": torch.cuda.get_device_name(device), "cuda": torch.version.cuda}
+    return {"name": cpu_name(), "threads": torch.get_num_threads()}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _read_vm_hwm_mb() -> Optional[float]:
+    try:
+        with open("/proc/self/status") as f:
+            match = re.search(r"^VmHWM:\s+(\d+)\s+kB", f.read(), re.MULTILINE)
+        return int(match.group(1)) / 1024 if match else None
+    except OSError:
+        return None
+
+
+def _reset_vm_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _ru_maxrss_mb() -> float:
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024
+
+
+class PeakMemory:
+    """Peak memory over a ``with`` block: CUDA allocator peak, or the process's peak RSS on CPU."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.kind = ""
+        self.baseline_mb = self.peak_mb = float("nan")
+
+    def __enter__(self) -> "PeakMemory":
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.kind = "CUDA max_memory_allocated"
+            self.baseline_mb = torch.cuda.memory_allocated(self.device) / 2**20
+        elif _reset_vm_hwm() and _read_vm_hwm_mb() is not None:
+            self.kind = "peak RSS (VmHWM, reset per configuration)"
+            self.baseline_mb = _read_vm_hwm_mb()
+        else:
+            self.kind = "process peak RSS (ru_maxrss, monotone)"
+            self.baseline_mb = _ru_maxrss_mb()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        elif self.kind.startswith("peak RSS (VmHWM"):
+            self.peak_mb = _read_vm_hwm_mb()
+        else:
+            self.peak_mb = _ru_maxrss_mb()
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of ``fn`` as ``FlopCounterMode`` counts them (the call is not timed)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def time_calls(fn: Callable[[], object], device: torch.device, iters: int, max_seconds: Optional[float]) -> Timing:
+    """Time up to ``iters`` calls, stopping once ``max_seconds`` are spent (at least one call)."""
+    timing = Timing()
+    for _ in range(iters):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        timing.seconds.append(time.perf_counter() - start)
+        if max_seconds is not None and sum(timing.seconds) >= max_seconds:
+            break
+    return timing
+
+
+def warm_up_and_count(fn: Callable[[], object], device: torch.device, warmup: int) -> int:
+    """Run ``warmup`` untimed calls (at least one, which counts the FLOPs); return the FLOPs."""
+    flops = count_flops(fn)
+    for _ in range(warmup - 1):
+        fn()
+    synchronize(device)
+    return flops
+
+
+def reference_conv(device: torch.device, args: argparse.Namespace) -> dict:
+    """FLOP rate of one large plain ``F.conv2d``: the machine's attainable conv throughput."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(REF_INPUT_SHAPE, generator=gen).to(device)
+    w = torch.randn(REF_WEIGHT_SHAPE, generator=gen).to(device)
+
+    def fn():
+        return F.conv2d(x, w, padding=1)
+
+    flops = warm_up_and_count(fn, device, args.warmup)
+    timing = time_calls(fn, device, args.iters, args.max_seconds)
+    return {"input_shape": list(REF_INPUT_SHAPE), "weight_shape": list(REF_WEIGHT_SHAPE),
+            "gflop": flops / 1e9, "iter_seconds": timing.seconds, "gflops": flops / timing.mean / 1e9}
+
+
+# ----------------------------------------------------------------------------- synthesis
+
+
+def kernel_deltas(G: Generator, batch: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Random per-sample residuals ``[batch, *shape]`` for every conv and toRGB kernel."""
+    gen = torch.Generator().manual_seed(1)
+    return {name: (DELTA_SCALE * torch.randn([batch, *p.shape], generator=gen)).to(device)
+            for name, p in G.synthesis.named_parameters() if p.ndim == 4}
+
+
+def synthesis_call(G: Generator, ws: torch.Tensor, mode: str) -> Callable[[], torch.Tensor]:
+    """The forward to time for ``mode`` (deltas are built here, outside the timed calls)."""
+    if mode == "auto":
+        return lambda: G.synthesis(ws, noise_mode="const")
+    if mode == "fused":
+        return lambda: G.synthesis(ws, noise_mode="const", fused_modconv=True)
+    if mode == "deltas":
+        deltas = kernel_deltas(G, ws.shape[0], ws.device)
+        return lambda: G.synthesis(ws, noise_mode="const", weight_deltas=deltas)
+    raise ValueError(f"unknown mode {mode!r}")
+
+
+def build_generator(resolution: int, device: torch.device) -> Generator:
+    torch.manual_seed(0)
+    return Generator(img_resolution=resolution).eval().requires_grad_(False).to(device)
+
+
+def random_ws(G: Generator, batch: int, device: torch.device) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(2)
+    z = torch.randn([batch, G.z_dim], generator=gen).to(device)
+    return G.mapping(z)
+
+
+def bench_config(G: Generator, device: torch.device, batch: int, mode: str, ref_gflops: float,
+                 args: argparse.Namespace) -> Result:
+    ws = random_ws(G, batch, device)
+    with PeakMemory(device) as mem:
+        fn = synthesis_call(G, ws, mode)
+        flops = warm_up_and_count(fn, device, args.warmup)
+        timing = time_calls(fn, device, args.iters, args.max_seconds)
+        del fn
+    gflops = flops / timing.mean / 1e9
+    return Result(
+        device=device.type, resolution=G.img_resolution, batch=batch, mode=mode, mode_description=MODES[mode],
+        iters=len(timing.seconds), iter_seconds=timing.seconds,
+        ms_per_image=1e3 * timing.mean / batch, images_per_s=batch / timing.mean,
+        gflop_per_image=flops / batch / 1e9, gflops=gflops, pct_of_reference=100 * gflops / ref_gflops,
+        peak_mem_mb=mem.peak_mb, baseline_mem_mb=mem.baseline_mb, mem_kind=mem.kind,
+    )
+
+
+def add_ratios(results: list[Result]) -> None:
+    """Set ``ratio_vs_auto`` = images/s of each mode / images/s of ``auto`` of the same configuration."""
+    auto = {(r.device, r.resolution, r.batch): r.images_per_s for r in results if r.mode == "auto"}
+    for r in results:
+        base = auto.get((r.device, r.resolution, r.batch))
+        r.ratio_vs_auto = r.images_per_s / base if base else None
+
+
+def run_device(device: torch.device, args: argparse.Namespace) -> tuple[dict, list[Result]]:
+    with torch.inference_mode():
+        ref = reference_conv(device, args)
+        info = {**device_info(device), "reference_conv": ref}
+        log(f"[{device.type}] {info['name']}: reference conv {ref['gflops']:.1f} GFLOP/s")
+        results = []
+        for resolution in args.resolutions:
+            G = build_generator(resolution, device)
+            for batch in args.batch_sizes:
+                for mode in args.modes:
+                    r = bench_config(G, device, batch, mode, ref["gflops"], args)
+                    log(f"[{device.type}] {resolution}px batch {batch} {mode}: {r.ms_per_image:.1f} ms/image "
+                        f"({r.iters} iters)")
+                    results.append(r)
+            del G
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return info, results
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def markdown_table(results: list[Result]) -> str:
+    header = ["device", "res", "batch", "mode", "iters", "ms/image", "images/s", "GFLOP/image", "GFLOP/s",
+              "% of ref conv", "vs auto", "peak mem (MB)"]
+    rows = [[r.device, str(r.resolution), str(r.batch), r.mode, str(r.iters), f"{r.ms_per_image:.1f}",
+             f"{r.images_per_s:.3g}", f"{r.gflop_per_image:.1f}", f"{r.gflops:.1f}",
+             f"{r.pct_of_reference:.1f}%", "-" if r.ratio_vs_auto is None else f"{r.ratio_vs_auto:.2f}x",
+             f"{r.peak_mem_mb:.0f}"] for r in results]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report(devices: dict[str, dict], results: list[Result]) -> str:
+    lines = [f"# G.synthesis benchmark (config-f, float32, inference_mode)", "",
+             f"torch {torch.__version__}, Python {platform.python_version()}", ""]
+    for name, info in devices.items():
+        extra = f", {info['threads']} threads" if "threads" in info else ""
+        ref = info["reference_conv"]
+        lines.append(f"- {name}: {info['name']}{extra}; reference conv2d {ref['input_shape']} x "
+                     f"{ref['weight_shape']}: {ref['gflops']:.1f} GFLOP/s")
+    lines += ["", "Modes: " + "; ".join(f"`{k}` = {v}" for k, v in MODES.items()) + ".",
+              "vs auto = images/s relative to `auto` at the same device, resolution and batch.", ""]
+    kinds = sorted({f"{r.device}: {r.mem_kind}" for r in results})
+    lines += [markdown_table(results), "", "Peak memory: " + "; ".join(kinds) + "."]
+    return "\n".join(lines)
+
+
+def write_json(path: str, args: argparse.Namespace, devices: dict[str, dict], results: list[Result]) -> None:
+    payload = {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+               "args": vars(args), "modes": MODES, "devices": devices, "results": [asdict(r) for r in results]}
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=2)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def int_list(text: str) -> list[int]:
+    return [int(t) for t in text.split(",") if t.strip()]
+
+
+def resolve_devices(text: str) -> list[torch.device]:
+    if text == "auto":
+        return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    devices = [torch.device(t.strip()) for t in text.split(",") if t.strip()]
+    if any(d.type == "cuda" for d in devices) and not torch.cuda.is_available():
+        raise SystemExit("--devices asks for cuda, but torch.cuda.is_available() is False")
+    return devices
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--resolutions", type=int_list, default="256,1024", help="comma-separated resolutions")
+    parser.add_argument("--batch-sizes", type=int_list, default="1,8", help="comma-separated batch sizes")
+    parser.add_argument("--devices", default="auto", help="'auto' (cpu, plus cuda if available) or e.g. 'cpu,cuda'")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ", ".join(MODES))
+    parser.add_argument("--warmup", type=int, default=1, help="untimed forwards (>= 1; the first counts FLOPs)")
+    parser.add_argument("--iters", type=int, default=3, help="timed forwards per configuration")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="stop timing a configuration after this many seconds (at least one forward)")
+    parser.add_argument("--quick", action="store_true", help="smoke check: 256 px, batch 1 and 8, 1 iteration")
+    parser.add_argument("--json", metavar="PATH", help="also write all figures as JSON to PATH")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.resolutions, args.batch_sizes, args.iters = [256], [1, 8], 1
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in args.modes if m not in MODES]
+    if unknown:
+        parser.error(f"unknown modes {unknown}; choose from {list(MODES)}")
+    if args.warmup < 1 or args.iters < 1:
+        parser.error("--warmup and --iters must be >= 1")
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = parse_args(argv)
+    devices, results = {}, []
+    for device in resolve_devices(args.devices):
+        info, device_results = run_device(device, args)
+        devices[device.type] = info
+        results += device_results
+    add_ratios(results)
+    print(report(devices, results))
+    if args.json:
+        write_json(args.json, args, devices, results)
+        log(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

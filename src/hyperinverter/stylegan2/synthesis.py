@@ -256,7 +256,7 @@ class SynthesisNetwork(nn.Module):
             weight_deltas: ``{name: [B, *param.shape]}`` residuals added to synthesis parameters
                 (names as ``named_parameters()`` gives them) for each sample before modulation.
             fused_modconv: force the grouped (True) or activation-scaling (False) modulated conv;
-                None picks per layer (grouped only where a layer has per-sample kernels).
+                None picks per layer: grouped where a layer has per-sample kernels or autograd is off.
         Returns:
             ``[B, img_channels, img_resolution, img_resolution]`` float32.
         """

@@ -1,0 +1,93 @@
+"""E1, the W-encoder: trunk -> global average pool -> EqualLinear -> one w offset per image.
+
+Official counterparts: ``BackboneEncoderUsingLastLayerIntoW`` (IR-SE-50, faces) and
+``ResNetEncoderUsingLastLayerIntoW`` (ResNet-34, churches). Their checkpoints store these keys
+under ``encoder.``; strip that prefix and load with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checkpoints import PretrainedMixin
+from .backbones import Backbone, BackboneConfig, as_backbone_config, ir_se50
+
+
+class EqualLinear(nn.Module):
+    """Linear layer scaled at run time by ``lr_mul / sqrt(in)`` (pSp/rosinality ``EqualLinear``, no activation)."""
+
+    def __init__(
+        self,
+        in_dim: int,  # Input features.
+        out_dim: int,  # Output features.
+        lr_mul: float = 1.0,  # Learning-rate multiplier (stored weights are divided by it).
+        bias_init: float = 0.0,  # Initial value of the bias.
+    ):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.bias = nn.Parameter(torch.full([out_dim], float(bias_init)))
+        self.scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul = lr_mul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)  # [B, in] -> [B, out]
+
+
+@dataclass
+class WEncoderConfig:
+    """Everything needed to build a :class:`WEncoder` (stored in ``config.json``)."""
+
+    backbone: dict = field(default_factory=lambda: dataclasses.asdict(ir_se50()))  # BackboneConfig (or its dict).
+    w_dim: int = 512  # Dimensionality of w.
+
+    def __post_init__(self):
+        # Stored as a plain dict so that dataclasses.asdict / JSON round-trip; validated on the way in.
+        self.backbone = dataclasses.asdict(as_backbone_config(self.backbone))
+        if not isinstance(self.w_dim, int) or self.w_dim < 1:
+            raise ValueError(f"w_dim must be a positive integer, got {self.w_dim!r}")
+
+    @property
+    def backbone_config(self) -> BackboneConfig:
+        return BackboneConfig(**self.backbone)
+
+
+class WEncoder(PretrainedMixin, Backbone):
+    """E1: images ``[B, 3, H, W]`` in [-1, 1] (256 px officially) -> ``[B, w_dim]``.
+
+    The output is the offset from the generator's ``w_avg``; the caller adds ``w_avg``.
+    """
+
+    config_class = WEncoderConfig
+
+    def __init__(self, **config):
+        cfg = WEncoderConfig(**config)
+        bb = cfg.backbone_config
+        head = [("output_pool", nn.AdaptiveAvgPool2d(1)), ("linear", EqualLinear(bb.widths[-1], cfg.w_dim))]
+        # The official IR-SE encoder registers its pool and linear before the body (state_dict order
+        # input_layer, linear, body); the ResNet one registers them last.
+        if bb.kind == "resnet":
+            super().__init__(bb)
+            for name, module in head:
+                self.add_module(name, module)
+        else:
+            super().__init__(bb, before_body=head)
+        self.config = cfg
+        self.w_dim = cfg.w_dim
+
+    @classmethod
+    def from_config(cls, config: WEncoderConfig) -> "WEncoder":
+        return cls(**dataclasses.asdict(config))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """images ``[B, 3, H, W]`` (H, W multiples of the trunk's ``reduction``) -> w offsets ``[B, w_dim]``."""
+        self.check_input(x, self.reduction)
+        x = self.body(self.stem(x))  # [B, C, H/16, W/16]
+        x = self.output_pool(x).flatten(1)  # [B, C]
+        return self.linear(x)

@@ -1,0 +1,280 @@
+"""HyperInverter: W-encoder (E1) + layer-wise encoder (E2) + hypernetworks + a frozen StyleGAN2.
+
+Phase I: ``w = E1(x) + w_avg``, repeated ``num_ws`` times, renders ``image_w``.
+Phase II: E2 reads the input and ``image_w``; per target layer, a regressor fuses the two feature
+maps of its slot and predicts a residual Δθ; the generator renders ``image`` from the same ``w``
+with θ + Δθ, for the whole batch at once (per-sample weights through ``weight_deltas``).
+Module names follow the official checkpoint (``w_encoder``, ``w_bar_encoder``, ``hypernet``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoints import PretrainedMixin
+from .encoders import LayerWiseEncoder, LayerWiseEncoderConfig, WEncoder, WEncoderConfig
+from .hypernet import TARGET_SETS, Hypernetwork, target_layers
+from .stylegan2 import Generator, GeneratorConfig
+from .stylegan2.synthesis import NOISE_MODES
+
+Deltas = dict[str, torch.Tensor]
+LayerRange = Union[None, slice, range, Sequence[int], tuple]
+
+
+@dataclass
+class HyperInverterConfig:
+    """Everything needed to build a :class:`HyperInverter` (stored in ``config.json``)."""
+
+    generator: dict = field(default_factory=lambda: dataclasses.asdict(GeneratorConfig()))  # GeneratorConfig fields.
+    w_encoder: dict = field(default_factory=lambda: dataclasses.asdict(WEncoderConfig()))  # WEncoderConfig fields.
+    layer_encoder: dict = field(default_factory=lambda: dataclasses.asdict(LayerWiseEncoderConfig()))  # E2 fields.
+    hidden_dim: int = 128  # D: size of each layer's code (official scripts 128, paper 256).
+    targets: str = "conv"  # Which generator weights get residuals (see hypernet.TARGET_SETS).
+    encoder_input_size: int = 256  # Images are resized to this (bilinear, no antialias) before E1 and E2.
+    noise_mode: str = "const"  # Generator noise used for both renders.
+
+    def __post_init__(self):
+        # Normalise nested configs to plain dicts (validated by their own dataclasses).
+        self.generator = dataclasses.asdict(_as(GeneratorConfig, self.generator))
+        self.w_encoder = dataclasses.asdict(_as(WEncoderConfig, self.w_encoder))
+        self.layer_encoder = dataclasses.asdict(_as(LayerWiseEncoderConfig, self.layer_encoder))
+        if self.targets not in TARGET_SETS:
+            raise ValueError(f"targets must be one of {TARGET_SETS}, got {self.targets!r}")
+        if self.noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {self.noise_mode!r}")
+        if not isinstance(self.hidden_dim, int) or self.hidden_dim < 1:
+            raise ValueError(f"hidden_dim must be a positive integer, got {self.hidden_dim!r}")
+        g = GeneratorConfig(**self.generator)
+        if self.w_encoder["w_dim"] != g.w_dim:
+            raise ValueError(f"the W-encoder outputs w_dim={self.w_encoder['w_dim']}, the generator takes {g.w_dim}")
+        if self.layer_encoder["num_slots"] < g.num_ws:
+            raise ValueError(f"the layer-wise encoder has {self.layer_encoder['num_slots']} slots; a "
+                             f"{g.img_resolution}px generator needs {g.num_ws}")
+        if self.encoder_input_size < 32 or self.encoder_input_size % 32:
+            raise ValueError(f"encoder_input_size must be a positive multiple of 32, got {self.encoder_input_size}")
+
+
+def _as(cls, value):
+    return value if isinstance(value, cls) else cls(**value)
+
+
+@dataclass
+class InversionResult:
+    """Codes and images of a batch of inversions (images in about [-1, 1])."""
+
+    w: torch.Tensor  # [B, w_dim], w_avg included.
+    ws: torch.Tensor  # [B, num_ws, w_dim]; w repeated (W), or edited rows.
+    deltas: Deltas  # {synthesis parameter name: [B, *shape]}.
+    image: Optional[torch.Tensor] = None  # [B, C, R, R] phase II (θ + Δθ).
+    image_w: Optional[torch.Tensor] = None  # [B, C, R, R] phase I (θ).
+
+    def __len__(self) -> int:
+        return self.ws.shape[0]
+
+    def __getitem__(self, index: Union[int, slice]) -> "InversionResult":
+        """The sub-batch ``index`` (an int keeps a batch dimension of 1)."""
+        idx = slice(index, index + 1) if isinstance(index, int) else index
+        pick = lambda t: None if t is None else t[idx]  # noqa: E731
+        return InversionResult(self.w[idx], self.ws[idx], {k: v[idx] for k, v in self.deltas.items()},
+                               pick(self.image), pick(self.image_w))
+
+    def detach(self) -> "InversionResult":
+        f = lambda t: None if t is None else t.detach()  # noqa: E731
+        return InversionResult(self.w.detach(), self.ws.detach(), {k: v.detach() for k, v in self.deltas.items()},
+                               f(self.image), f(self.image_w))
+
+    def codes(self) -> dict[str, torch.Tensor]:
+        """Flat tensor dict for a safetensors file: ``w``, ``ws`` and ``delta.<name>``."""
+        out = {"w": self.w, "ws": self.ws}
+        out.update({f"delta.{k}": v for k, v in self.deltas.items()})
+        return {k: v.detach().cpu().contiguous() for k, v in out.items()}
+
+    @classmethod
+    def from_codes(cls, codes: Mapping[str, torch.Tensor]) -> "InversionResult":
+        missing = [k for k in ("w", "ws") if k not in codes]
+        if missing:
+            raise ValueError(f"codes are missing {missing} (expected 'w', 'ws' and 'delta.<name>' entries)")
+        deltas = {k[len("delta."):]: v for k, v in codes.items() if k.startswith("delta.")}
+        return cls(codes["w"], codes["ws"], deltas)
+
+
+class HyperInverter(PretrainedMixin, nn.Module):
+    """Image ``[B, 3, H, W]`` in [-1, 1] -> :class:`InversionResult` in one encoder pass."""
+
+    config_class = HyperInverterConfig
+
+    def __init__(self, **config):
+        super().__init__()
+        self.config = cfg = HyperInverterConfig(**config)
+        self.generator = Generator(**cfg.generator).requires_grad_(False).eval()
+        self.w_encoder = WEncoder(**cfg.w_encoder)
+        self.w_bar_encoder = LayerWiseEncoder(**cfg.layer_encoder)
+        self.targets = target_layers(self.generator.synthesis, cfg.targets)
+        code_size = cfg.encoder_input_size // self.w_bar_encoder.output_reduction
+        self.hypernet = Hypernetwork(self.targets, input_channels=self.w_bar_encoder.style_channels,
+                                     input_size=code_size, hidden_dim=cfg.hidden_dim)
+
+    @classmethod
+    def from_generator(cls, generator: Generator, w_encoder: Union[WEncoderConfig, dict],
+                       layer_encoder: Union[LayerWiseEncoderConfig, dict], **config) -> "HyperInverter":
+        """A new (untrained) inverter around a copy of ``generator``'s weights."""
+        model = cls(generator=dataclasses.asdict(generator.config), w_encoder=_dict(w_encoder),
+                    layer_encoder=_dict(layer_encoder), **config)
+        model.generator.load_state_dict(generator.state_dict())
+        return model
+
+    # ------------------------------------------------------------------------------------ properties
+    @property
+    def num_ws(self) -> int:
+        return self.generator.num_ws
+
+    @property
+    def resolution(self) -> int:
+        return self.generator.img_resolution
+
+    def train(self, mode: bool = True) -> "HyperInverter":
+        super().train(mode)
+        self.generator.eval()  # frozen; kept in eval whatever the rest does
+        return self
+
+    # --------------------------------------------------------------------------------------- passes
+    def _encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"images must have shape [B, 3, H, W], got {list(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError("images contain NaN or infinite values")
+        size = self.config.encoder_input_size
+        if x.shape[-2:] != (size, size):
+            # The official model: bilinear, align_corners=False, no antialiasing.
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        return x
+
+    def encode_w(self, x: torch.Tensor) -> torch.Tensor:
+        """Phase I code: ``[B, 3, H, W]`` -> ``w`` ``[B, w_dim]`` (with ``w_avg``)."""
+        return self.w_encoder(self._encoder_input(x)) + self.generator.w_avg
+
+    def render(self, ws: torch.Tensor, deltas: Optional[Mapping[str, torch.Tensor]] = None,
+               batch_size: Optional[int] = None) -> torch.Tensor:
+        """Generator images for ``ws`` with optional per-sample residuals, in chunks of ``batch_size``."""
+        if batch_size is None or ws.shape[0] <= batch_size:
+            return self.generator.synthesis(ws, noise_mode=self.config.noise_mode, weight_deltas=deltas or None)
+        chunks = []
+        for start in range(0, ws.shape[0], batch_size):
+            part = slice(start, start + batch_size)
+            sub = {k: (v if v.shape[0] == 1 else v[part]) for k, v in (deltas or {}).items()}
+            chunks.append(self.generator.synthesis(ws[part], noise_mode=self.config.noise_mode,
+                                                   weight_deltas=sub or None))
+        return torch.cat(chunks)
+
+    def predict_deltas(self, x: torch.Tensor, image_w: torch.Tensor) -> Deltas:
+        """Δθ from the input and the phase-I image (both resized to the encoder input size)."""
+        x, image_w = self._encoder_input(x), self._encoder_input(image_w)
+        if self.w_bar_encoder.training:  # BatchNorm batch statistics: one pass per image set, as officially
+            input_codes, image_codes = self.w_bar_encoder(x), self.w_bar_encoder(image_w)
+        else:  # running statistics: one pass over both sets is the same and faster
+            input_codes, image_codes = self.w_bar_encoder(torch.cat([x, image_w])).chunk(2)
+        return self.hypernet(image_codes, input_codes)
+
+    def forward(self, x: torch.Tensor) -> InversionResult:
+        """Invert ``x`` ``[B, 3, H, W]`` in [-1, 1] (any square size; resized for the encoders)."""
+        x = self._encoder_input(x)
+        w = self.encode_w(x)
+        ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)  # [B, num_ws, w_dim]: one code in W
+        with torch.no_grad():
+            image_w = self.render(ws)
+        deltas = self.predict_deltas(x, image_w)
+        image = self.render(ws, deltas)
+        return InversionResult(w=w, ws=ws, deltas=deltas, image=image, image_w=image_w)
+
+    @torch.no_grad()
+    def invert(self, x: torch.Tensor, batch_size: int = 8) -> InversionResult:
+        """Inference in chunks of ``batch_size`` (no gradients)."""
+        if x.shape[0] <= batch_size:
+            return self(x).detach()
+        parts = [self(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+        return InversionResult(
+            w=torch.cat([p.w for p in parts]), ws=torch.cat([p.ws for p in parts]),
+            deltas={k: torch.cat([p.deltas[k] for p in parts]) for k in parts[0].deltas},
+            image=torch.cat([p.image for p in parts]), image_w=torch.cat([p.image_w for p in parts]))
+
+    # -------------------------------------------------------------------------------- edit, interpolate
+    def _layer_index(self, layers: LayerRange) -> Union[slice, list[int]]:
+        if layers is None:
+            return slice(None)
+        if isinstance(layers, tuple) and len(layers) == 2 and all(isinstance(v, int) for v in layers):
+            layers = range(layers[0], layers[1])  # (first, stop): out-of-range rows are an error, not clipped
+        if isinstance(layers, slice):
+            idx = list(range(self.num_ws))[layers]
+        else:
+            idx = list(layers)
+        bad = [i for i in idx if not 0 <= i < self.num_ws]
+        if not idx or bad:
+            raise ValueError(f"layers {layers!r} select {idx}; valid rows are 0..{self.num_ws - 1}")
+        return idx
+
+    @torch.no_grad()
+    def edit(self, result: InversionResult, direction: torch.Tensor, strength: float = 1.0,
+             layers: LayerRange = None, batch_size: Optional[int] = 8) -> InversionResult:
+        """Move ``ws`` by ``strength * direction`` (on the rows ``layers`` only), keep Δθ, render.
+
+        Args:
+            direction: ``[w_dim]``, ``[1, w_dim]`` or ``[num_ws, w_dim]``.
+            layers: rows of ``ws`` to move: ``slice``, ``(first, stop)``, a list, or None for all.
+        """
+        direction = torch.as_tensor(direction, dtype=result.ws.dtype, device=result.ws.device)
+        w_dim = result.ws.shape[-1]
+        if direction.shape not in ((w_dim,), (1, w_dim), (self.num_ws, w_dim)):
+            raise ValueError(f"an edit direction must have shape [{w_dim}], [1, {w_dim}] or [{self.num_ws}, "
+                             f"{w_dim}], got {list(direction.shape)}")
+        if not torch.isfinite(direction).all():
+            raise ValueError("the edit direction contains NaN or infinite values")
+        direction = direction.reshape(-1, w_dim).expand(self.num_ws, w_dim)
+        idx = self._layer_index(layers)
+        ws = result.ws.clone()
+        ws[:, idx] += strength * direction[idx]
+        image = self.render(ws, result.deltas, batch_size)
+        return InversionResult(w=ws[:, 0], ws=ws, deltas=result.deltas, image=image)
+
+    @torch.no_grad()
+    def interpolate(self, a: InversionResult, b: InversionResult, steps: int = 8,
+                    batch_size: Optional[int] = 8) -> InversionResult:
+        """``steps`` frames from ``a`` (t=0) to ``b`` (t=1): both ``ws`` and every Δθ are lerped."""
+        if len(a) != 1 or len(b) != 1:
+            raise ValueError(f"interpolate takes two single inversions, got batches of {len(a)} and {len(b)}")
+        if steps < 2:
+            raise ValueError(f"steps must be >= 2, got {steps}")
+        if set(a.deltas) != set(b.deltas):
+            raise ValueError("the two inversions have residuals for different layers")
+        t = torch.linspace(0, 1, steps, device=a.ws.device)
+        lerp = lambda x, y: x + (y - x) * t.view(-1, *([1] * (x.ndim - 1)))  # noqa: E731  [steps, ...]
+        ws = lerp(a.ws, b.ws)
+        deltas = {k: lerp(a.deltas[k], b.deltas[k]) for k in a.deltas}
+        image = self.render(ws, deltas, batch_size)
+        return InversionResult(w=lerp(a.w, b.w), ws=ws, deltas=deltas, image=image)
+
+    @classmethod
+    def from_official(cls, hyperinverter_ckpt, w_encoder_ckpt, generator, device="cpu") -> "HyperInverter":
+        """Load an official model-zoo checkpoint (+ its W-encoder file and StyleGAN2 generator).
+
+        See :func:`hyperinverter.checkpoints.official.load_official`, which also returns the stored
+        discriminator and the training options.
+        """
+        from .checkpoints.official import load_official
+
+        return load_official(hyperinverter_ckpt, w_encoder_ckpt, generator, device).model
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Elements per part (parameters and buffers), as the official manifests count them."""
+        count = lambda m: sum(t.numel() for t in m.state_dict().values())  # noqa: E731
+        return {"w_encoder": count(self.w_encoder), "w_bar_encoder": count(self.w_bar_encoder),
+                "hypernet": count(self.hypernet), "generator": count(self.generator)}
+
+
+def _dict(cfg) -> dict:
+    return cfg if isinstance(cfg, dict) else dataclasses.asdict(cfg)

@@ -98,6 +98,103 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_model(path: Path, device):
+    from .inverter import HyperInverter
+
+    model = HyperInverter.from_pretrained(path, device=device)
+    print(f"model: {path} ({model.resolution}px, hidden_dim {model.config.hidden_dim}, {len(model.targets)} "
+          f"target layers), device {device}")
+    return model
+
+
+def _print_notes(notes: dict) -> None:
+    for path, items in notes.items():
+        for note in items:
+            print(f"note: {path}: {note}")
+
+
+def cmd_invert(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .utils.image_io import iter_image_paths
+    from .workflows import invert_files
+
+    device = _device(args.device)
+    model = _load_model(args.model, device)
+    paths = iter_image_paths(args.images)
+    with tqdm(total=len(paths), unit="img", desc="inverting", disable=args.quiet) as bar:
+        report = invert_files(model, paths, args.output, batch_size=args.batch_size, device=device,
+                              progress=bar.update)
+    _print_notes(report.notes)
+    for path, message in report.failed:
+        print(f"skipped: {message}", file=sys.stderr)
+    print(f"wrote {len(report.written)} inversions to {args.output} (<name>.png, <name>_w.png, "
+          f"<name>.codes.safetensors); {len(report.failed)} skipped")
+    return 1 if report.failed else 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    import torch
+
+    from .workflows import find_direction, load_direction, load_single, make_grid, parse_layers, save_image
+
+    device = _device(args.device)
+    model = _load_model(args.model, device)
+    direction_path = find_direction(args.direction, args.model)
+    direction = load_direction(direction_path, model.generator.w_dim, model.num_ws).to(device)
+    layers = parse_layers(args.layers)
+    x, notes = load_single(args.image, model.resolution)
+    _print_notes({args.image: notes})
+    result = model.invert(x.to(device))
+    args.output.mkdir(parents=True, exist_ok=True)
+    name, tag = args.image.stem, direction_path.stem
+    edits = []
+    for strength in args.strength:
+        edited = model.edit(result, direction, strength, layers=layers)
+        out = save_image(make_grid(edited.image, padding=0), args.output / f"{name}_{tag}_{strength:+g}.png")
+        edits.append(edited.image)
+        print(f"wrote {out}")
+    strip = torch.cat([x.to(device), result.image_w, result.image, *edits]).cpu()
+    out = save_image(make_grid(strip, columns=strip.shape[0]), args.output / f"{name}_{tag}_strip.png")
+    print(f"wrote {out} (input | phase I | HyperInverter | edits at strengths {args.strength})")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .workflows import load_single, make_grid, save_image, write_gif
+
+    device = _device(args.device)
+    model = _load_model(args.model, device)
+    xa, notes_a = load_single(args.image_a, model.resolution)
+    xb, notes_b = load_single(args.image_b, model.resolution)
+    _print_notes({args.image_a: notes_a, args.image_b: notes_b})
+    both = model.invert(torch.cat([xa, xb]).to(device))
+    frames = model.interpolate(both[0], both[1], steps=args.steps).image.cpu()
+    args.output.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames):
+        save_image(make_grid(frame[None], padding=0), args.output / f"frame_{i:03d}.png")
+    save_image(make_grid(frames, columns=len(frames)), args.output / "strip.png")
+    gif = write_gif(frames, args.output / "interpolation.gif", duration_ms=args.frame_ms)
+    print(f"wrote {len(frames)} frames, strip.png and {gif}")
+    return 0
+
+
+def cmd_convert_official(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoints.official import load_official
+
+    loaded = load_official(args.hyperinverter, args.w_encoder, args.generator)
+    out = loaded.model.save_pretrained(args.output, dtype=torch.float16 if args.fp16 else None)
+    if loaded.discriminator is not None and args.with_discriminator:
+        loaded.discriminator.save_pretrained(Path(args.output) / "discriminator")
+    counts = loaded.model.parameter_counts()
+    print(f"wrote {out}: " + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in counts.items()))
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -139,6 +236,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true", help="store tensors in float16 (half the size)")
     p.set_defaults(func=cmd_convert)
 
+    p = sub.add_parser("convert-official", help="convert the official HyperInverter model-zoo files to our format")
+    p.add_argument("hyperinverter", type=Path, help="official HyperInverter checkpoint (.pt)")
+    p.add_argument("--w-encoder", type=Path, required=True, help="official W-encoder checkpoint (.pt)")
+    p.add_argument("--generator", type=Path, required=True, help="StyleGAN2 generator (.pkl, .pt, ...)")
+    p.add_argument("output", type=Path)
+    p.add_argument("--fp16", action="store_true", help="store tensors in float16 (half the size)")
+    p.add_argument("--with-discriminator", action="store_true", help="also save the fine-tuned discriminator")
+    p.set_defaults(func=cmd_convert_official)
+
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", "-m", type=Path, required=True, help="folder written by save_pretrained/convert")
+        p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+
+    p = sub.add_parser("invert", help="invert images: reconstruction, phase-I image and codes per image")
+    p.add_argument("images", nargs="+", type=Path, help="image files or folders")
+    model_args(p)
+    p.add_argument("--output", "-o", type=Path, default=Path("out/invert"))
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_invert)
+
+    p = sub.add_parser("edit", help="invert an image and move its w along a direction (residuals kept)")
+    p.add_argument("image", type=Path)
+    model_args(p)
+    p.add_argument("--direction", required=True, help="direction file (.npy/.pt/.safetensors) or a name from the "
+                                                      "model's directions/ folder")
+    p.add_argument("--strength", type=float, nargs="+", default=[-3.0, 3.0], help="one or more strengths")
+    p.add_argument("--layers", default=None, help="rows of ws to move, 'first:stop' (default: all)")
+    p.add_argument("--output", "-o", type=Path, default=Path("out/edit"))
+    p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("interpolate", help="interpolate between two images (w and residuals): frames + GIF")
+    p.add_argument("image_a", type=Path)
+    p.add_argument("image_b", type=Path)
+    model_args(p)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--frame-ms", type=int, default=80, help="GIF frame duration")
+    p.add_argument("--output", "-o", type=Path, default=Path("out/interpolate"))
+    p.set_defaults(func=cmd_interpolate)
+
     p = sub.add_parser("info", help="print the configuration of a generator/discriminator file")
     p.add_argument("source", type=Path)
     p.add_argument("--network", choices=["generator", "discriminator"], default="generator")
@@ -152,7 +289,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except HyperInverterError as e:
+    except (HyperInverterError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,157 @@
+"""File-level jobs behind the command line: invert folders of images, edit, interpolate, load directions."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from .errors import HyperInverterError
+from .inverter import HyperInverter, InversionResult
+from .utils.image_io import ImageLoadError, load_images
+from .utils.images import make_grid, save_image, to_uint8
+
+PathLike = Union[str, os.PathLike]
+DIRECTION_SUFFIXES = (".npy", ".pt", ".pth", ".safetensors")
+
+
+class DirectionError(HyperInverterError, ValueError):
+    """An edit direction file is missing, unreadable or of the wrong size."""
+
+
+@dataclass
+class InvertReport:
+    """What :func:`invert_files` wrote and what it skipped."""
+
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    notes: dict[Path, list[str]] = field(default_factory=dict)
+
+
+def unique_stems(paths: Sequence[Path]) -> list[str]:
+    """Output names from file stems, suffixed where two inputs share a stem (``a``, ``a_1``)."""
+    seen: dict[str, int] = {}
+    out = []
+    for p in paths:
+        stem = p.stem
+        n = seen.get(stem, 0)
+        seen[stem] = n + 1
+        out.append(stem if n == 0 else f"{stem}_{n}")
+    return out
+
+
+def invert_files(model: HyperInverter, paths: Sequence[Path], out_dir: Path, batch_size: int = 8,
+                 device: Union[str, torch.device] = "cpu",
+                 progress: Optional[Callable[[int], None]] = None) -> InvertReport:
+    """Invert image files in batches; per image write ``<name>.png`` (phase II), ``<name>_w.png`` (phase I)
+    and ``<name>.codes.safetensors`` (``w``, ``ws``, ``delta.<layer>``). Bad files are reported and skipped."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = InvertReport()
+    names = dict(zip(paths, unique_stems(paths)))
+    for start in range(0, len(paths), batch_size):
+        chunk = list(paths[start:start + batch_size])
+        batch, ok, failed, notes = load_images(chunk, model.resolution, on_error="skip")
+        report.failed += failed
+        report.notes.update({p: n for p, n in notes.items() if n})
+        if batch is not None:
+            result = model.invert(batch.to(device), batch_size=batch_size)
+            for i, path in enumerate(ok):
+                name = names[path]
+                save_image(to_uint8(result.image[i:i + 1])[0], out_dir / f"{name}.png")
+                save_image(to_uint8(result.image_w[i:i + 1])[0], out_dir / f"{name}_w.png")
+                save_file(result[i].codes(), str(out_dir / f"{name}.codes.safetensors"),
+                          metadata={"source": str(path)})
+                report.written.append(out_dir / f"{name}.png")
+        if progress is not None:
+            progress(len(chunk))
+    return report
+
+
+def load_codes(path: PathLike) -> InversionResult:
+    """Read a ``.codes.safetensors`` file written by :func:`invert_files`."""
+    try:
+        return InversionResult.from_codes(load_file(str(path)))
+    except (OSError, ValueError, Exception) as e:  # safetensors raises its own error type
+        raise HyperInverterError(f"{path}: not a codes file written by 'hyperinverter invert' ({e})") from None
+
+
+def find_direction(spec: str, model_dir: Optional[Path]) -> Path:
+    """A direction file path, or ``<model_dir>/directions/<spec>.<npy|pt|safetensors>``."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    candidates = []
+    if model_dir is not None and (model_dir / "directions").is_dir():
+        folder = model_dir / "directions"
+        for suffix in DIRECTION_SUFFIXES:
+            if (folder / f"{spec}{suffix}").is_file():
+                return folder / f"{spec}{suffix}"
+        candidates = sorted(p.stem for p in folder.iterdir() if p.suffix in DIRECTION_SUFFIXES)
+    hint = f"; directions of this model: {candidates}" if candidates else ""
+    raise DirectionError(f"{spec}: no such direction file{hint}")
+
+
+def load_direction(path: PathLike, w_dim: int, num_ws: int) -> torch.Tensor:
+    """Read an edit direction (``[w_dim]``, ``[1, w_dim]`` or ``[num_ws, w_dim]``) from .npy/.pt/.safetensors."""
+    path = Path(path)
+    try:
+        if path.suffix == ".npy":
+            value = torch.from_numpy(np.load(path, allow_pickle=False))
+        elif path.suffix == ".safetensors":
+            tensors = load_file(str(path))
+            value = tensors.get("direction", next(iter(tensors.values()), None)) if tensors else None
+        else:
+            value = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(value, dict):  # e.g. {"direction": tensor} or a one-entry dict
+                tensors = [v for v in value.values() if isinstance(v, torch.Tensor)]
+                value = value.get("direction", tensors[0] if len(tensors) == 1 else None)
+    except Exception as e:  # noqa: BLE001 - any failure to parse an untrusted file
+        raise DirectionError(f"{path}: unreadable direction file ({type(e).__name__}: {e})") from None
+    if not isinstance(value, torch.Tensor):
+        raise DirectionError(f"{path}: holds no single direction tensor")
+    value = value.float()
+    if value.shape not in ((w_dim,), (1, w_dim), (num_ws, w_dim)):
+        raise DirectionError(f"{path}: direction of shape {list(value.shape)}; this model needs [{w_dim}], "
+                             f"[1, {w_dim}] or [{num_ws}, {w_dim}]")
+    if not torch.isfinite(value).all():
+        raise DirectionError(f"{path}: the direction contains NaN or infinite values")
+    return value
+
+
+def parse_layers(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """``"a:b"`` -> ``(a, b)`` (rows a..b-1 of ws)."""
+    if not text:
+        return None
+    try:
+        a, b = text.split(":")
+        return int(a), int(b)
+    except ValueError:
+        raise ValueError(f"--layers must look like 'first:stop' (e.g. 0:6), got {text!r}") from None
+
+
+def write_gif(frames: torch.Tensor, path: Path, duration_ms: int = 80, bounce: bool = True) -> Path:
+    """Frames ``[N, 3, H, W]`` in [-1, 1] -> an endlessly looping GIF (forth and back when ``bounce``)."""
+    arrays = list(to_uint8(frames))
+    if bounce and len(arrays) > 2:
+        arrays = arrays + arrays[-2:0:-1]
+    images = [Image.fromarray(a) for a in arrays]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return path
+
+
+def load_single(path: Path, size: int) -> tuple[torch.Tensor, list[str]]:
+    """One image as a batch of 1, raising :class:`ImageLoadError` with the path on any problem."""
+    batch, ok, failed, notes = load_images([path], size, on_error="raise")
+    assert batch is not None
+    return batch, notes.get(path, [])
+
+
+__all__ = ["DirectionError", "ImageLoadError", "InvertReport", "find_direction", "invert_files", "load_codes",
+           "load_direction", "load_single", "make_grid", "parse_layers", "save_image", "unique_stems", "write_gif"]

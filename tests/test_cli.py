@@ -1,0 +1,111 @@
+"""The command line end to end on tiny models (in-process through hyperinverter.cli.main)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from helpers_official import write_official_files
+from PIL import Image
+from safetensors.torch import load_file
+from test_inverter import make_model
+
+from hyperinverter import HyperInverter
+from hyperinverter.cli import main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    make_model(seed=4).save_pretrained(path)
+    return path
+
+
+def _write_images(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / "rgb.png")
+    Image.fromarray(rng.integers(0, 255, (48, 32), dtype=np.uint8), "L").save(folder / "gray.jpg")
+    Image.fromarray(rng.integers(0, 255, (32, 32, 4), dtype=np.uint8), "RGBA").save(folder / "alpha.png")
+    (folder / "broken.png").write_text("this is not an image")
+    return folder
+
+
+def test_generate_fresh_tiny_generator(tmp_path, capsys):
+    assert main(["generate", "--seeds", "0-3", "--resolution", "16", "-o", str(tmp_path / "grid.png")]) == 0
+    assert Image.open(tmp_path / "grid.png").size == (2 * 18 + 2, 2 * 18 + 2)
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_invert_folder_skips_bad_file_and_writes_the_rest(tmp_path, model_dir, capsys):
+    images = _write_images(tmp_path / "in")
+    code = main(["invert", str(images), "--model", str(model_dir), "-o", str(tmp_path / "out"), "--batch-size", "2",
+                 "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 1  # one file failed
+    assert "broken.png" in captured.err
+    assert "aspect ratio" in captured.out  # gray.jpg is 32x48
+    for name in ("rgb", "gray", "alpha"):
+        assert Image.open(tmp_path / "out" / f"{name}.png").size == (32, 32)
+        assert (tmp_path / "out" / f"{name}_w.png").is_file()
+        codes = load_file(str(tmp_path / "out" / f"{name}.codes.safetensors"))
+        assert codes["w"].shape == (1, 32) and any(k.startswith("delta.") for k in codes)
+    assert not (tmp_path / "out" / "broken.png").exists()
+
+
+def test_edit_and_interpolate(tmp_path, model_dir):
+    images = _write_images(tmp_path / "in")
+    np.save(tmp_path / "smile.npy", np.random.default_rng(1).standard_normal(32).astype(np.float32))
+    assert main(["edit", str(images / "rgb.png"), "--model", str(model_dir), "--direction",
+                 str(tmp_path / "smile.npy"), "--strength", "-2", "2", "--layers", "0:4", "-o",
+                 str(tmp_path / "edit")]) == 0
+    assert (tmp_path / "edit" / "rgb_smile_+2.png").is_file() and (tmp_path / "edit" / "rgb_smile_-2.png").is_file()
+    strip = Image.open(tmp_path / "edit" / "rgb_smile_strip.png")
+    assert strip.size[0] > 5 * 32
+    assert main(["interpolate", str(images / "rgb.png"), str(images / "alpha.png"), "--model", str(model_dir),
+                 "--steps", "4", "-o", str(tmp_path / "interp")]) == 0
+    gif = Image.open(tmp_path / "interp" / "interpolation.gif")
+    assert gif.n_frames == 6  # 4 frames forth, 2 back
+    assert len(list((tmp_path / "interp").glob("frame_*.png"))) == 4
+
+
+def test_named_direction_from_model_folder_and_bad_direction(tmp_path, model_dir, capsys):
+    images = _write_images(tmp_path / "in")
+    model_copy = tmp_path / "m"
+    HyperInverter.from_pretrained(model_dir).save_pretrained(model_copy)
+    (model_copy / "directions").mkdir()
+    torch.save(torch.randn(1, 32), model_copy / "directions" / "age.pt")
+    assert main(["edit", str(images / "rgb.png"), "--model", str(model_copy), "--direction", "age",
+                 "-o", str(tmp_path / "e")]) == 0
+    np.save(tmp_path / "bad.npy", np.zeros(31, np.float32))
+    assert main(["edit", str(images / "rgb.png"), "--model", str(model_copy), "--direction",
+                 str(tmp_path / "bad.npy")]) == 2
+    assert "needs [32]" in capsys.readouterr().err
+    assert main(["edit", str(images / "rgb.png"), "--model", str(model_copy), "--direction", "nope"]) == 2
+    assert "['age']" in capsys.readouterr().err
+    assert main(["edit", str(images / "broken.png"), "--model", str(model_copy), "--direction", "age"]) == 2
+    assert "broken.png" in capsys.readouterr().err
+
+
+def test_missing_model_is_a_clear_error(tmp_path, capsys):
+    assert main(["invert", str(tmp_path), "--model", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_convert_official(tmp_path):
+    source = make_model("resnet", seed=9)
+    hi, we = write_official_files(source, None, tmp_path / "zoo", dataset_type="church_encode")
+    source.generator.save_pretrained(tmp_path / "g")
+    assert main(["convert-official", str(hi), "--w-encoder", str(we), "--generator", str(tmp_path / "g"),
+                 str(tmp_path / "converted")]) == 0
+    converted = HyperInverter.from_pretrained(tmp_path / "converted")
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert torch.allclose(converted.invert(x).image, source.invert(x).image, atol=1e-4)
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "hyperinverter", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("hyperinverter ")

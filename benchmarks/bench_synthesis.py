@@ -43,18 +43,20 @@ import argparse
 import gc
 import json
 import platform
-import re
-import resource
-import sys
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 from hyperinverter import Generator
+
+try:  # python -m benchmarks.bench_synthesis
+    from ._timing import (PeakMemory, device_info, int_list, log, markdown, resolve_devices, time_calls,
+                          warm_up_and_count)
+except ImportError:  # python benchmarks/bench_synthesis.py
+    from _timing import (PeakMemory, device_info, int_list, log, markdown, resolve_devices, time_calls,
+                         warm_up_and_count)
 
 MODES = {
     "auto": "no deltas (auto path)",
@@ -64,17 +66,6 @@ MODES = {
 REF_INPUT_SHAPE = (8, 512, 64, 64)
 REF_WEIGHT_SHAPE = (512, 512, 3, 3)
 DELTA_SCALE = 0.01  # deltas are DELTA_SCALE * N(0, 1); their size does not affect the cost
-
-
-@dataclass
-class Timing:
-    """Seconds of every timed call of one function."""
-
-    seconds: list[float] = field(default_factory=list)
-
-    @property
-    def mean(self) -> float:
-        return sum(self.seconds) / len(self.seconds)
 
 
 @dataclass
@@ -99,122 +90,7 @@ class Result:
     ratio_vs_auto: Optional[float] = None
 
 
-# ----------------------------------------------------------------------------- devices and memory
-
-
-def cpu_name() -> str:
-    """A readable CPU model name (``platform.processor()`` is often empty on Linux)."""
-    name = platform.processor()
-    if name:
-        return name
-    try:
-        with open("/proc/cpuinfo") as f:
-            match = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.MULTILINE)
-        if match:
-            return match.group(1).strip()
-    except OSError:
-        pass
-    return platform.machine() or "unknown CPU"
-
-
-def device_info(device: torch.device) -> dict:
-    if device.type == "cuda":
-        return {"name": torch.cuda.get_device_name(device), "cuda": torch.version.cuda}
-    return {"name": cpu_name(), "threads": torch.get_num_threads()}
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _read_vm_hwm_mb() -> Optional[float]:
-    try:
-        with open("/proc/self/status") as f:
-            match = re.search(r"^VmHWM:\s+(\d+)\s+kB", f.read(), re.MULTILINE)
-        return int(match.group(1)) / 1024 if match else None
-    except OSError:
-        return None
-
-
-def _reset_vm_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _ru_maxrss_mb() -> float:
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale / 1024
-
-
-class PeakMemory:
-    """Peak memory over a ``with`` block: CUDA allocator peak, or the process's peak RSS on CPU."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.kind = ""
-        self.baseline_mb = self.peak_mb = float("nan")
-
-    def __enter__(self) -> "PeakMemory":
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.kind = "CUDA max_memory_allocated"
-            self.baseline_mb = torch.cuda.memory_allocated(self.device) / 2**20
-        elif _reset_vm_hwm() and _read_vm_hwm_mb() is not None:
-            self.kind = "peak RSS (VmHWM, reset per configuration)"
-            self.baseline_mb = _read_vm_hwm_mb()
-        else:
-            self.kind = "process peak RSS (ru_maxrss, monotone)"
-            self.baseline_mb = _ru_maxrss_mb()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
-        elif self.kind.startswith("peak RSS (VmHWM"):
-            self.peak_mb = _read_vm_hwm_mb()
-        else:
-            self.peak_mb = _ru_maxrss_mb()
-
-
-# ----------------------------------------------------------------------------- timing
-
-
-def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of one call of ``fn`` as ``FlopCounterMode`` counts them (the call is not timed)."""
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return counter.get_total_flops()
-
-
-def time_calls(fn: Callable[[], object], device: torch.device, iters: int, max_seconds: Optional[float]) -> Timing:
-    """Time up to ``iters`` calls, stopping once ``max_seconds`` are spent (at least one call)."""
-    timing = Timing()
-    for _ in range(iters):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        timing.seconds.append(time.perf_counter() - start)
-        if max_seconds is not None and sum(timing.seconds) >= max_seconds:
-            break
-    return timing
-
-
-def warm_up_and_count(fn: Callable[[], object], device: torch.device, warmup: int) -> int:
-    """Run ``warmup`` untimed calls (at least one, which counts the FLOPs); return the FLOPs."""
-    flops = count_flops(fn)
-    for _ in range(warmup - 1):
-        fn()
-    synchronize(device)
-    return flops
+# ----------------------------------------------------------------------------- reference
 
 
 def reference_conv(device: torch.device, args: argparse.Namespace) -> dict:
@@ -315,10 +191,6 @@ def run_device(device: torch.device, args: argparse.Namespace) -> tuple[dict, li
 # ----------------------------------------------------------------------------- output
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def markdown_table(results: list[Result]) -> str:
     header = ["device", "res", "batch", "mode", "iters", "ms/image", "images/s", "GFLOP/image", "GFLOP/s",
               "% of ref conv", "vs auto", "peak mem (MB)"]
@@ -326,9 +198,7 @@ def markdown_table(results: list[Result]) -> str:
              f"{r.images_per_s:.3g}", f"{r.gflop_per_image:.1f}", f"{r.gflops:.1f}",
              f"{r.pct_of_reference:.1f}%", "-" if r.ratio_vs_auto is None else f"{r.ratio_vs_auto:.2f}x",
              f"{r.peak_mem_mb:.0f}"] for r in results]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown(header, rows)
 
 
 def report(devices: dict[str, dict], results: list[Result]) -> str:
@@ -354,19 +224,6 @@ def write_json(path: str, args: argparse.Namespace, devices: dict[str, dict], re
 
 
 # ----------------------------------------------------------------------------- command line
-
-
-def int_list(text: str) -> list[int]:
-    return [int(t) for t in text.split(",") if t.strip()]
-
-
-def resolve_devices(text: str) -> list[torch.device]:
-    if text == "auto":
-        return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    devices = [torch.device(t.strip()) for t in text.split(",") if t.strip()]
-    if any(d.type == "cuda" for d in devices) and not torch.cuda.is_available():
-        raise SystemExit("--devices asks for cuda, but torch.cuda.is_available() is False")
-    return devices
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:

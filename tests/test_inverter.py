@@ -296,3 +296,27 @@ def test_official_checkpoint_mismatches(tmp_path):
     torch.save(ckpt, tmp_path / "missing_key.pt")
     with pytest.raises(CheckpointError, match="b8_conv0_weight.b2"):
         load_official(tmp_path / "missing_key.pt", we, source.generator)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("domain", ["churches", "faces"])
+def test_full_size_official_files_load_and_run(tmp_path, domain):
+    """Released architectures at full size: files with the official names load and every tensor is consumed."""
+    res, (e1, e2) = (256, official_church_encoders()) if domain == "churches" else (1024, official_face_encoders())
+    torch.manual_seed(0)
+    G = Generator(**dataclasses.asdict(config_f(res)))
+    source = HyperInverter.from_generator(G, e1, e2, hidden_dim=128).eval()
+    D = Discriminator(img_resolution=res)
+    hi, we = write_official_files(source, D, tmp_path, dataset_type=f"{domain}_encode", with_optimizers=False)
+    loaded = load_official(hi, we, G)
+    manifest = json.loads((REFERENCE / f"hypernet_{domain}_hd128.json").read_text())
+    assert loaded.model.parameter_counts()["hypernet"] == manifest["header"]["counts_by_prefix"]["hypernet"][
+        "num_elements"]
+    for part in ("hypernet", "w_bar_encoder", "w_encoder"):
+        a, b = getattr(loaded.model, part).state_dict(), getattr(source, part).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in b), part
+    assert loaded.model.config.encoder_input_size == 256
+    del source
+    x = torch.rand(1, 3, res, res) * 2 - 1
+    r = loaded.model.invert(x)
+    assert r.image.shape == (1, 3, res, res) and torch.isfinite(r.image).all()

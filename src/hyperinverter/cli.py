@@ -200,6 +200,16 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from .stylegan2.formats import load_discriminator, load_generator
 
+    from .checkpoints import CONFIG_NAME
+    from .inverter import HyperInverter
+
+    config_file = Path(args.source) / CONFIG_NAME
+    if config_file.is_file() and json.loads(config_file.read_text()).get("class") == "HyperInverter":
+        model = HyperInverter.from_pretrained(args.source)
+        info = {"class": "HyperInverter", "elements_per_part": model.parameter_counts(),
+                "targets": [t.name for t in model.targets], "config": dataclasses.asdict(model.config)}
+        print(json.dumps(info, indent=2))
+        return 0
     loader = load_discriminator if args.network == "discriminator" else load_generator
     model = loader(args.source)
     info = {"class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
@@ -292,6 +302,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (HyperInverterError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

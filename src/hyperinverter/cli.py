@@ -195,6 +195,27 @@ def cmd_convert_official(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import logging
+
+    from .train import get_trainer, load_train_config, to_yaml
+
+    config = load_train_config(args.kind, args.config, args.overrides)
+    if args.dry_run:
+        print(to_yaml(config, args.kind), end="")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    trainer = get_trainer(args.kind)(config, resume=args.resume, progress=not args.quiet)
+    try:
+        last = trainer.run()
+    finally:
+        trainer.close()
+    if trainer.env.is_main:
+        print(f"stopped at step {trainer.step}/{config.run.steps}; outputs in {config.run.out_dir} "
+              f"({', '.join(f'{k}={v:.4g}' for k, v in last.items())})")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -286,6 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", type=Path, default=Path("out/interpolate"))
     p.set_defaults(func=cmd_interpolate)
 
+    p = sub.add_parser("train", help="train a StyleGAN2 (gan), a W-encoder (w-encoder) or the hypernetworks "
+                                     "(hypernet); runs under torchrun as well")
+    p.add_argument("kind", choices=["gan", "w-encoder", "hypernet"])
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. run.steps=500")
+    p.add_argument("--config", "-c", default=None, help="YAML preset: a path or a name in configs/")
+    p.add_argument("--resume", action="store_true", help="continue from <run.out_dir>/checkpoints/latest.pt")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("info", help="print the configuration of a generator/discriminator file")
     p.add_argument("source", type=Path)
     p.add_argument("--network", choices=["generator", "discriminator"], default="generator")
@@ -296,7 +327,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from .errors import HyperInverterError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # key=value overrides may follow options (argparse leaves them over)
+        if getattr(args, "command", None) == "train" and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except (HyperInverterError, ValueError) as e:

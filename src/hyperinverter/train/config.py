@@ -1,0 +1,298 @@
+"""Typed training configs: dataclasses, YAML presets, ``key=value`` overrides, validation before anything runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import yaml
+
+from ..errors import HyperInverterError
+
+
+class ConfigError(HyperInverterError, ValueError):
+    """A config file or override is malformed, names an unknown field, or fails validation."""
+
+
+@dataclass
+class RunConfig:
+    """Where, how long and how a run goes."""
+
+    out_dir: str = "runs/experiment"  # Outputs: checkpoints, resolved config, logs, image grids.
+    steps: int = 1000  # Optimiser steps in total.
+    batch_size: int = 8  # Global batch (all processes together, before gradient accumulation split).
+    grad_accum: int = 1  # Micro-batches per optimiser step (batch_size must divide evenly).
+    seed: int = 0  # Seeds weights init, data order, flips and noise.
+    deterministic: bool = False  # torch.use_deterministic_algorithms: exact resume / DDP comparisons.
+    device: str = "auto"  # auto, cpu, cuda (under torchrun: cuda:<local rank>).
+    amp: str = "none"  # Autocast on CUDA: none, bf16 or fp16 (ignored on CPU).
+    workers: int = 2  # DataLoader worker processes per training process.
+    log_every: int = 50  # Steps between scalar logs.
+    image_every: int = 500  # Steps between image grids (0 = never).
+    val_every: int = 1000  # Steps between validations (0 = never).
+    val_images: int = 16  # Images used for validation.
+    ckpt_every: int = 1000  # Steps between checkpoints (a checkpoint is also written at the end and on SIGTERM).
+
+
+@dataclass
+class DataConfig:
+    """Image folders."""
+
+    train: str = ""  # Folder of training images (searched recursively).
+    val: Optional[str] = None  # Folder of validation images (None = the first val_images of train).
+    hflip: bool = True  # Random horizontal flips (deterministic per epoch and index).
+    check: str = "header"  # How files are checked up front: header, full or none.
+
+
+@dataclass
+class LossConfig:
+    """Loss weights (0 = off) and the local weight files of the networks they need (None = off)."""
+
+    l2: float = 1.0
+    lpips: float = 0.8
+    lpips_net: str = "alex"  # alex or vgg.
+    lpips_backbone_path: Optional[str] = None  # torchvision-layout ImageNet backbone file.
+    lpips_head_path: Optional[str] = None  # LPIPS linear-head file (v0.1).
+    id: float = 0.0  # ArcFace identity loss (faces).
+    id_path: Optional[str] = None  # model_ir_se50.pth
+    moco: float = 0.0  # MoCo-v2 feature loss (other domains).
+    moco_path: Optional[str] = None  # moco_v2_800ep_pretrain.pt
+    w_reg: float = 0.0  # Phase I: mean squared distance of w from w_avg.
+    adv: float = 0.0  # Phase II: non-saturating adversarial loss from the StyleGAN2 discriminator.
+    adv_start_step: int = 0  # Step from which the adversarial term is on.
+    r1_gamma: float = 10.0  # R1 weight of the discriminator.
+    r1_every: int = 16  # Lazy R1 interval.
+    loss_resolution: int = 256  # Images are average-pooled to at most this before the losses (official: 256).
+
+
+@dataclass
+class GanTrainConfig:
+    """``hyperinverter train gan``: StyleGAN2 on an image folder."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    generator: dict = field(default_factory=dict)  # GeneratorConfig fields (img_resolution = data resolution).
+    discriminator: dict = field(default_factory=dict)  # DiscriminatorConfig fields (resolution from generator).
+    g_lr: float = 0.0025
+    d_lr: float = 0.0025
+    betas: list = field(default_factory=lambda: [0.0, 0.99])
+    r1_gamma: float = 10.0
+    r1_every: int = 16  # Lazy R1 (the learning rate and betas are adjusted as in StyleGAN2).
+    pl_weight: float = 0.0  # Path-length regularisation weight (2 in config-f; 0 = off).
+    pl_every: int = 4
+    style_mixing: float = 0.9  # Probability of mixing two latents in a batch.
+    ema_kimg: float = 10.0  # Half-life of the EMA generator in thousands of images.
+    ema_rampup: Optional[float] = 0.05  # EMA half-life ramp-up as a fraction of images seen (None = off).
+
+
+@dataclass
+class WEncoderTrainConfig:
+    """``hyperinverter train w-encoder`` (phase I): E1 with the generator frozen."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    losses: LossConfig = field(default_factory=lambda: LossConfig(lpips=0.8))
+    generator: str = ""  # Generator file or folder (any format load_generator reads).
+    encoder: dict = field(default_factory=dict)  # WEncoderConfig fields (w_dim from the generator).
+    encoder_input_size: int = 256  # Images are resized to this before E1.
+    lr: float = 1e-4
+
+
+@dataclass
+class HypernetTrainConfig:
+    """``hyperinverter train hypernet`` (phase II): E2 + hypernetworks with E1 and the generator frozen."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    losses: LossConfig = field(default_factory=LossConfig)
+    generator: str = ""  # Generator file or folder.
+    w_encoder: str = ""  # Trained W-encoder folder (save_pretrained) from phase I.
+    discriminator: Optional[str] = None  # Discriminator file for the adversarial term (NVIDIA .pkl D, folder).
+    layer_encoder: dict = field(default_factory=dict)  # LayerWiseEncoderConfig fields (num_slots from G).
+    hidden_dim: int = 128
+    targets: str = "conv"
+    encoder_input_size: int = 256
+    lr: float = 1e-4
+    d_lr: float = 1e-4
+    batch_size_with_adv: Optional[int] = 4  # Global batch once the adversarial term is on (official: 8 -> 4).
+    best_excludes_after_adv: int = 0  # Steps after the adversarial switch not considered for the best model.
+
+
+TRAIN_CONFIGS = {"gan": GanTrainConfig, "w-encoder": WEncoderTrainConfig, "hypernet": HypernetTrainConfig}
+
+
+# ------------------------------------------------------------------------------------- construction
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type, values: Any, where: str) -> Any:
+    """A dataclass from a nested dict, refusing unknown keys and coercing simple types."""
+    if isinstance(values, cls):
+        return values
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(values).__name__}")
+    hints = _hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown field(s) {unknown}; known: {sorted(names)}")
+    kwargs = {}
+    for key, value in values.items():
+        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}" if where else key)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin is Union:  # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if hint in (dict, list) or origin in (dict, list):
+        expected = dict if dict in (hint, origin) else list
+        if not isinstance(value, expected):
+            raise ConfigError(f"{where}: expected a {expected.__name__}, got {value!r}")
+        return value
+    return value
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"run.steps=500"`` -> (["run", "steps"], 500); values are YAML (numbers, true, null, [1, 2], strings)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. run.steps=500)")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({e})") from None
+    return key.strip().split("."), value
+
+
+def _set(tree: dict, path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {'.'.join(path)}: {part!r} is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def load_train_config(kind: str, preset: Optional[Union[str, Path]] = None, overrides: Sequence = ()) -> Any:
+    """Resolve a config: defaults <- YAML preset (a path, or a name in ``configs/``) <- ``key=value`` overrides."""
+    if kind not in TRAIN_CONFIGS:
+        raise ConfigError(f"unknown training {kind!r}; choose one of {sorted(TRAIN_CONFIGS)}")
+    tree: dict = {}
+    if preset:
+        path = resolve_preset(preset)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        file_kind = loaded.pop("kind", kind)
+        loaded.pop("hyperinverter_version", None)  # written next to every run; informational
+        if file_kind != kind:
+            raise ConfigError(f"{path}: a preset for 'train {file_kind}', not 'train {kind}'")
+        tree = loaded
+    for text in overrides:
+        key, value = parse_override(text)
+        _set(tree, key, value)
+    try:
+        config = _build(TRAIN_CONFIGS[kind], tree, "")
+    except (TypeError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(str(e)) from None
+    validate(config)
+    return config
+
+
+def resolve_preset(preset: Union[str, Path]) -> Path:
+    path = Path(preset)
+    if path.is_file():
+        return path
+    for folder in (Path.cwd() / "configs", Path(__file__).resolve().parents[3] / "configs"):
+        for candidate in (folder / f"{preset}.yaml", folder / str(preset)):
+            if candidate.is_file():
+                return candidate
+    raise ConfigError(f"{preset}: no such preset file (looked in ./configs and the repository's configs/)")
+
+
+def validate(config: Any) -> None:
+    """Checks that need no files: positive sizes, known choices, consistent batch sizes."""
+    run: RunConfig = config.run
+    problems = []
+    for name in ("steps", "batch_size", "grad_accum", "log_every", "val_images"):
+        if getattr(run, name) < 1:
+            problems.append(f"run.{name} must be >= 1")
+    for name in ("image_every", "val_every", "ckpt_every", "workers"):
+        if getattr(run, name) < 0:
+            problems.append(f"run.{name} must be >= 0")
+    if run.batch_size % run.grad_accum:
+        problems.append(f"run.batch_size ({run.batch_size}) must be a multiple of run.grad_accum ({run.grad_accum})")
+    if run.amp not in ("none", "bf16", "fp16"):
+        problems.append(f"run.amp must be none, bf16 or fp16, got {run.amp!r}")
+    if config.data.check not in ("header", "full", "none"):
+        problems.append(f"data.check must be header, full or none, got {config.data.check!r}")
+    if not config.data.train:
+        problems.append("data.train is required (a folder of images)")
+    losses = getattr(config, "losses", None)
+    if losses is not None:
+        if losses.lpips_net not in ("alex", "vgg"):
+            problems.append(f"losses.lpips_net must be alex or vgg, got {losses.lpips_net!r}")
+        for name in ("l2", "lpips", "id", "moco", "w_reg", "adv", "r1_gamma"):
+            if getattr(losses, name) < 0:
+                problems.append(f"losses.{name} must be >= 0")
+        if losses.r1_every < 1:
+            problems.append("losses.r1_every must be >= 1")
+    if isinstance(config, (WEncoderTrainConfig, HypernetTrainConfig)) and not config.generator:
+        problems.append("generator is required (a generator file or folder)")
+    if isinstance(config, HypernetTrainConfig):
+        if not config.w_encoder:
+            problems.append("w_encoder is required (the phase-I W-encoder folder)")
+        if config.losses.adv > 0 and not config.discriminator:
+            problems.append("losses.adv > 0 needs discriminator (a discriminator file)")
+        b = config.batch_size_with_adv
+        if b is not None and (b < 1 or b % run.grad_accum):
+            problems.append(f"batch_size_with_adv ({b}) must be a positive multiple of run.grad_accum")
+    if isinstance(config, GanTrainConfig):
+        if config.r1_every < 1 or config.pl_every < 1:
+            problems.append("r1_every and pl_every must be >= 1")
+        if not 0 <= config.style_mixing <= 1:
+            problems.append("style_mixing must be a probability")
+    if problems:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+
+
+def to_yaml(config: Any, kind: str) -> str:
+    from .. import __version__
+
+    return yaml.safe_dump({"kind": kind, "hyperinverter_version": __version__, **dataclasses.asdict(config)},
+                          sort_keys=False)

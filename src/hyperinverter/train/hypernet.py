@@ -1,0 +1,139 @@
+"""``train hypernet`` (phase II): E2 + fusion + hypernetworks; E1 and the generator frozen."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from ..encoders import LayerWiseEncoderConfig, WEncoder
+from ..inverter import HyperInverter
+from ..losses import r1_penalty
+from ..stylegan2.formats import load_discriminator, load_generator
+from .config import HypernetTrainConfig
+from .recon import ReconstructionLoss
+from .trainer import Trainer, TrainingError
+
+
+class HypernetTrainer(Trainer):
+    kind = "hypernet"
+    config: HypernetTrainConfig
+
+    def build(self) -> None:
+        cfg = self.config
+        G = load_generator(cfg.generator)
+        E1 = WEncoder.from_pretrained(cfg.w_encoder)
+        if E1.config.w_dim != G.w_dim:
+            raise TrainingError(f"{cfg.w_encoder}: the W-encoder outputs w_dim={E1.config.w_dim}, the generator "
+                                f"takes {G.w_dim}")
+        e2 = {**dataclasses.asdict(LayerWiseEncoderConfig()), "num_slots": G.num_ws, **cfg.layer_encoder}
+        self.model = HyperInverter.from_generator(G, E1.config, e2, hidden_dim=cfg.hidden_dim, targets=cfg.targets,
+                                                  encoder_input_size=cfg.encoder_input_size)
+        self.model.w_encoder.load_state_dict(E1.state_dict())
+        self.model.w_encoder.requires_grad_(False)
+        self.model.to(self.device)
+        self._train_mode()
+        self.resolution = self.model.resolution
+        self.trainable = [p for m in (self.model.w_bar_encoder, self.model.hypernet) for p in m.parameters()]
+        self.broadcast_parameters(self.model)
+        self.opt = torch.optim.Adam(self.trainable, lr=cfg.lr)
+        self.loss = ReconstructionLoss(cfg.losses).to(self.device)
+        self.D = None
+        if cfg.losses.adv > 0:
+            self.D = load_discriminator(cfg.discriminator, device=self.device).train()
+            if self.D.img_resolution != self.resolution:
+                raise TrainingError(f"{cfg.discriminator}: a {self.D.img_resolution}px discriminator for a "
+                                    f"{self.resolution}px generator")
+            self.broadcast_parameters(self.D)
+            self.d_opt = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr)
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        self.model.w_encoder.eval()  # frozen E1: BatchNorm keeps its running statistics
+
+    def modules(self):
+        mods = {"w_bar_encoder": self.model.w_bar_encoder, "hypernet": self.model.hypernet, "opt": self.opt}
+        if self.D is not None:
+            mods.update({"D": self.D, "d_opt": self.d_opt})
+        return mods
+
+    def architecture(self) -> dict:
+        return {"model": dataclasses.asdict(self.model.config), "adversarial": self.D is not None}
+
+    @property
+    def adversarial_on(self) -> bool:
+        return self.D is not None and self.step >= self.config.losses.adv_start_step
+
+    def on_step_start(self) -> None:
+        if self.adversarial_on and self.config.batch_size_with_adv:
+            self.set_batch_size(self.config.batch_size_with_adv)
+
+    def counts_for_best(self) -> bool:
+        start = self.config.losses.adv_start_step
+        return not (self.D is not None and start <= self.step < start + self.config.best_excludes_after_adv)
+
+    def train_step(self, images: torch.Tensor) -> dict[str, float]:
+        cfg, accum = self.config.losses, self.run_cfg.grad_accum
+        adv = self.adversarial_on
+        logs: dict[str, float] = {}
+        self.opt.zero_grad(set_to_none=True)
+        fakes = []
+        if self.D is not None:
+            self.D.requires_grad_(False)
+        for part in self.micro_batches(images):
+            with self.autocast():
+                result = self.model(part)
+                loss, parts = self.loss(result.image.float(), part)
+                if adv:
+                    g_adv = F.softplus(-self.D(result.image)).mean()
+                    loss = loss + cfg.adv * g_adv
+                    parts["g_adv"] = float(g_adv)
+            (loss / accum).backward()
+            fakes.append(result.image.detach())
+            for k, v in parts.items():
+                logs[k] = logs.get(k, 0.0) + v / accum
+        self.sync_gradients(self.trainable)
+        self.opt.step()
+
+        if adv:  # discriminator step on real images and the detached reconstructions, lazy R1
+            self.D.requires_grad_(True)
+            self.d_opt.zero_grad(set_to_none=True)
+            do_r1 = cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0
+            for part, fake in zip(self.micro_batches(images), fakes):
+                real = part.detach().requires_grad_(do_r1)
+                real_logits = self.D(real)
+                d_loss = F.softplus(self.D(fake)).mean() + F.softplus(-real_logits).mean()
+                if do_r1:
+                    r1 = r1_penalty(real_logits, real)
+                    d_loss = d_loss + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
+                    logs["r1"] = logs.get("r1", 0.0) + float(r1) / accum
+                (d_loss / accum).backward()
+                logs["d_loss"] = logs.get("d_loss", 0.0) + float(d_loss) / accum
+            self.sync_gradients(self.D.parameters())
+            self.d_opt.step()
+        return logs
+
+    @torch.no_grad()
+    def validate(self, images: torch.Tensor) -> dict[str, float]:
+        self.model.eval()
+        try:
+            r = self.model.invert(images)
+            loss, parts = self.loss(r.image, images)
+            phase1, _ = self.loss(r.image_w, images)
+        finally:
+            self._train_mode()
+        return {"val_loss": float(loss), "val_phase1_loss": float(phase1),
+                **{f"val_{k}": v for k, v in parts.items() if k != "loss"}}
+
+    @torch.no_grad()
+    def sample_images(self, images: torch.Tensor) -> torch.Tensor:
+        self.model.eval()
+        try:
+            r = self.model.invert(images)
+        finally:
+            self._train_mode()
+        return torch.cat([images, r.image_w.clamp(-1, 1), r.image.clamp(-1, 1)])
+
+    def export(self) -> None:
+        self.model.save_pretrained(self.out_dir / "model")

@@ -1,0 +1,61 @@
+"""The reconstruction objective of both inversion phases: L2 + LPIPS + identity or MoCo, each optional."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import LossConfig
+
+log = logging.getLogger("hyperinverter")
+
+
+class ReconstructionLoss(nn.Module):
+    """Weighted sum of the configured terms on images average-pooled to ``loss_resolution`` (official: 256).
+
+    A term whose weight file is not given is switched off once, with one message; nothing is downloaded.
+    """
+
+    def __init__(self, cfg: LossConfig):
+        super().__init__()
+        from ..losses import LPIPS, IDLoss, MocoLoss, optional_loss
+
+        self.cfg = cfg
+        self.lpips = optional_loss("lpips", cfg.lpips_backbone_path,
+                                   lambda p: LPIPS(cfg.lpips_net, backbone_path=p, head_path=cfg.lpips_head_path)
+                                   ) if cfg.lpips > 0 else None
+        self.id = optional_loss("id", cfg.id_path, IDLoss) if cfg.id > 0 else None
+        self.moco = optional_loss("moco", cfg.moco_path, MocoLoss) if cfg.moco > 0 else None
+        for net in (self.lpips, self.id, self.moco):
+            if net is not None:
+                net.eval().requires_grad_(False)
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        size = self.cfg.loss_resolution
+        return F.adaptive_avg_pool2d(x, size) if x.shape[-1] > size else x
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        out, tgt = self.pool(output), self.pool(target)
+        logs: dict[str, float] = {}
+        total = out.new_zeros([])
+        if self.cfg.l2 > 0:
+            l2 = F.mse_loss(out, tgt)
+            total = total + self.cfg.l2 * l2
+            logs["l2"] = float(l2)
+        if self.lpips is not None:
+            lp = self.lpips(out, tgt).mean()
+            total = total + self.cfg.lpips * lp
+            logs["lpips"] = float(lp)
+        if self.id is not None:
+            idl = self.id(out, tgt)
+            total = total + self.cfg.id * idl
+            logs["id"] = float(idl)
+        if self.moco is not None:
+            mo = self.moco(out, tgt)
+            total = total + self.cfg.moco * mo
+            logs["moco"] = float(mo)
+        logs["loss"] = float(total)
+        return total, logs

@@ -1,0 +1,336 @@
+"""The training loop shared by the GAN, W-encoder and hypernetwork trainings.
+
+A subclass builds its networks and optimisers (:meth:`build`), does one optimiser step
+(:meth:`train_step`), and names what goes into a checkpoint (:meth:`modules`, :meth:`architecture`).
+This class owns everything else: processes and devices, data order, gradient accumulation split,
+logging, image grids, validation with the best checkpoint kept, atomic checkpoints every N steps
+and on SIGTERM/SIGINT, exact resume, and stopping on a NaN loss with the last good checkpoint kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import torch
+from torch.utils.data import DataLoader
+
+from .. import __version__
+from ..data import ImageFolderDataset, ResumableSampler
+from ..errors import HyperInverterError
+from ..utils.images import make_grid, save_image
+from .checkpoint import check_same_architecture, load_checkpoint, rng_state, save_atomic, set_rng_state
+from .config import to_yaml
+from .distributed import DistEnv, any_across, barrier, mean_across, setup, teardown
+
+log = logging.getLogger("hyperinverter")
+
+
+class TrainingError(HyperInverterError, RuntimeError):
+    """Training cannot go on (NaN loss, ...); the message says what was kept."""
+
+
+class Trainer:
+    kind = "base"
+
+    def __init__(self, config: Any, resume: bool = False, progress: bool = True):
+        self.config = config
+        self.run_cfg = config.run
+        self.env: DistEnv = setup(config.run.device)
+        self.device = self.env.device
+        self.out_dir = Path(config.run.out_dir)
+        self.progress = progress and self.env.is_main
+        self.step = 0
+        self.best: Optional[float] = None
+        self._stop_requested = False
+        torch.manual_seed(config.run.seed)
+        self.noise_gen = torch.Generator().manual_seed(config.run.seed + 1)  # latents, mixing, (saved)
+        if config.run.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.build()
+        self.dataset = ImageFolderDataset(config.data.train, self.resolution, hflip=config.data.hflip,
+                                          check=config.data.check, seed=config.run.seed)
+        self.sampler = ResumableSampler(len(self.dataset), self.rank_batch_size(config.run.batch_size),
+                                        seed=config.run.seed, rank=self.env.rank, world_size=self.env.world_size)
+        if self.env.is_main:
+            log.info("data: %s", self.dataset.describe())
+        if resume:
+            self.resume(self.out_dir / "checkpoints" / "latest.pt")
+        if self.env.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.yaml").write_text(to_yaml(config, self.kind))
+
+    # ---------------------------------------------------------------------------- subclass interface
+    resolution: int
+
+    def build(self) -> None:
+        raise NotImplementedError
+
+    def modules(self) -> dict[str, Any]:
+        """Everything with a ``state_dict`` that a checkpoint must hold (models, optimisers, EMA, ...)."""
+        raise NotImplementedError
+
+    def architecture(self) -> dict:
+        """Configuration that must match for a resume (model configs, not schedules)."""
+        raise NotImplementedError
+
+    def train_step(self, images: torch.Tensor) -> dict[str, float]:
+        """One optimiser step on this process's share of the global batch; returns scalar logs."""
+        raise NotImplementedError
+
+    def validate(self, images: torch.Tensor) -> dict[str, float]:
+        """Scalar metrics on validation images (lower ``val_loss`` is better); optional."""
+        return {}
+
+    def sample_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Images for the progress grid (e.g. input | output rows)."""
+        return images
+
+    def on_step_start(self) -> None:
+        """Hook for schedules (e.g. switching batch size when the adversarial term starts)."""
+
+    # ------------------------------------------------------------------------------------- helpers
+    def sync_gradients(self, params) -> None:
+        """Average gradients over processes (data parallelism); a no-op in a single process."""
+        if not self.env.distributed:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(flat)
+        flat /= self.env.world_size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def broadcast_parameters(self, *modules) -> None:
+        """Start every process from rank 0's weights."""
+        if self.env.distributed:
+            for m in modules:
+                for t in list(m.parameters()) + list(m.buffers()):
+                    torch.distributed.broadcast(t.data, src=0)
+
+    def global_randn(self, shape, generator: torch.Generator) -> torch.Tensor:
+        """Noise for the global batch drawn identically on every process, then this process's slice:
+        a run on N processes draws the same numbers as a single process with the N-times batch."""
+        full = torch.randn([shape[0] * self.env.world_size, *shape[1:]], generator=generator)
+        r = self.env.rank
+        return full[r * shape[0]:(r + 1) * shape[0]].to(self.device)
+
+    def rank_batch_size(self, global_batch: int) -> int:
+        if global_batch % self.env.world_size:
+            raise TrainingError(f"batch size {global_batch} is not divisible by the {self.env.world_size} processes")
+        return global_batch // self.env.world_size
+
+    def micro_batches(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Split this process's batch into ``grad_accum`` micro-batches."""
+        n = self.run_cfg.grad_accum
+        if images.shape[0] % n:
+            raise TrainingError(f"the per-process batch {images.shape[0]} is not divisible by grad_accum {n}")
+        return list(images.chunk(n))
+
+    def autocast(self):
+        amp = self.run_cfg.amp
+        if self.device.type != "cuda" or amp == "none":
+            return torch.autocast(device_type="cpu", enabled=False)
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+    def set_batch_size(self, global_batch: int) -> None:
+        size = self.rank_batch_size(global_batch)
+        if size != self.sampler.batch_size:
+            self.sampler.set_batch_size(size)
+            self._iterator = None  # rebuilt from the sampler's position
+
+    def _batches(self) -> Iterator[torch.Tensor]:
+        # An own generator: creating a loader must not draw from the global RNG (exact resume).
+        loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=self.run_cfg.workers,
+                            pin_memory=self.device.type == "cuda", generator=torch.Generator())
+        for batch in loader:
+            yield batch
+
+    # --------------------------------------------------------------------------------- checkpoints
+    def checkpoint_state(self) -> dict:
+        return {
+            "kind": self.kind,
+            "hyperinverter_version": __version__,
+            "step": self.step,
+            "best": self.best,
+            "architecture": self.architecture(),
+            "modules": {name: m.state_dict() for name, m in self.modules().items()},
+            "sampler": self.sampler.state_dict(),
+            "rng": rng_state(),
+            "noise_gen": self.noise_gen.get_state(),
+            "config_yaml": to_yaml(self.config, self.kind),
+        }
+
+    def save_checkpoint(self, name: str = "latest.pt") -> Optional[Path]:
+        if not self.env.is_main:
+            return None
+        path = self.out_dir / "checkpoints" / name
+        if not save_atomic(self.checkpoint_state(), path):
+            log.error("could not write %s (disk full?); the previous checkpoint is kept", path)
+            return None
+        self.export()
+        return path
+
+    def export(self) -> None:
+        """Write the usable models (save_pretrained folders) next to the checkpoint; subclasses override."""
+
+    def resume(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        if state.get("kind") != self.kind:
+            raise TrainingError(f"{path}: a checkpoint of 'train {state.get('kind')}', not 'train {self.kind}'")
+        check_same_architecture(state.get("architecture", {}), self.architecture(), path)
+        for name, module in self.modules().items():
+            if name not in state["modules"]:
+                raise TrainingError(f"{path}: the checkpoint has no {name!r}")
+            module.load_state_dict(state["modules"][name])
+        self.step, self.best = int(state["step"]), state.get("best")
+        self.sampler.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"])
+        self.noise_gen.set_state(state["noise_gen"])
+        if self.env.is_main:
+            log.info("resumed from %s at step %d", path, self.step)
+
+    # ----------------------------------------------------------------------------------------- loop
+    def _request_stop(self, signum, frame) -> None:  # noqa: ARG002
+        self._stop_requested = True
+        log.warning("signal %d: finishing this step, writing a checkpoint and stopping", signum)
+
+    def _validation_images(self) -> torch.Tensor:
+        if not hasattr(self, "_val_images"):
+            cfg = self.config.data
+            if cfg.val:
+                ds = ImageFolderDataset(cfg.val, self.resolution, hflip=False, check=cfg.check)
+            else:
+                ds = ImageFolderDataset(cfg.train, self.resolution, hflip=False, check="none")
+            n = min(self.run_cfg.val_images, len(ds))
+            self._val_images = torch.stack([ds[i] for i in range(n)])
+        return self._val_images.to(self.device)
+
+    def run(self) -> dict[str, float]:
+        """Train to ``run.steps``; returns the last logged scalars."""
+        cfg = self.run_cfg
+        handlers = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                handlers[sig] = signal.signal(sig, self._request_stop)
+            except ValueError:  # not the main thread: no handlers
+                pass
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=self.step, unit="step", desc=f"train {self.kind}")
+        last: dict[str, float] = {}
+        self._iterator = None
+        images_seen, t0 = 0, time.perf_counter()
+        try:
+            while self.step < cfg.steps:
+                self.on_step_start()
+                if self._iterator is None:
+                    self._iterator = self._batches()
+                images = next(self._iterator).to(self.device, non_blocking=True)
+                logs = self.train_step(images)
+                self.sampler.advance()
+                bad = [k for k, v in logs.items() if not math.isfinite(v)]
+                if any_across(self.env, bool(bad)):
+                    raise TrainingError(f"loss {bad or '(on another process)'} is not finite at step {self.step + 1}; "
+                                        f"stopped without saving: the last good checkpoint in "
+                                        f"{self.out_dir / 'checkpoints'} is kept")
+                self.step += 1
+                images_seen += images.shape[0] * self.env.world_size
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    last = mean_across(self.env, logs)
+                    rate = images_seen / max(time.perf_counter() - t0, 1e-9)
+                    images_seen, t0 = 0, time.perf_counter()
+                    self.log_scalars(last, rate)
+                    if bar is not None:
+                        bar.set_postfix({k: f"{v:.4f}" for k, v in list(last.items())[:4]} | {"img/s": f"{rate:.1f}"})
+                if bar is not None:
+                    bar.update(1)
+                if cfg.image_every and self.step % cfg.image_every == 0 and self.env.is_main:
+                    self.write_images()
+                if cfg.val_every and self.step % cfg.val_every == 0:
+                    self.run_validation()
+                stop = any_across(self.env, self._stop_requested)
+                if stop or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0):
+                    self.save_checkpoint()
+                    barrier(self.env)
+                if stop:
+                    log.warning("stopped at step %d; resume with --resume", self.step)
+                    break
+            else:
+                self.save_checkpoint()
+                barrier(self.env)
+        finally:
+            if bar is not None:
+                bar.close()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            self._iterator = None
+        return last
+
+    def log_scalars(self, values: dict[str, float], images_per_second: float) -> None:
+        if not self.env.is_main:
+            return
+        line = " ".join(f"{k}={v:.5g}" for k, v in values.items())
+        with open(self.out_dir / "log.txt", "a") as fh:
+            fh.write(f"step={self.step} {line} img/s={images_per_second:.2f}\n")
+        writer = self._tensorboard()
+        if writer is not None:
+            for k, v in values.items():
+                writer.add_scalar(k, v, self.step)
+            writer.add_scalar("images_per_second", images_per_second, self.step)
+
+    def _tensorboard(self):
+        if not hasattr(self, "_tb"):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.out_dir / "tensorboard"))
+            except ImportError:
+                log.info("tensorboard is not installed: scalars go to log.txt only")
+                self._tb = None
+        return self._tb
+
+    @torch.no_grad()
+    def write_images(self) -> None:
+        grid = self.sample_images(self._validation_images()[:8])
+        path = save_image(make_grid(grid.cpu(), columns=min(8, len(grid))), self.out_dir / "images" /
+                          f"step{self.step:07d}.png")
+        writer = self._tensorboard()
+        if writer is not None:
+            import numpy as np
+            from PIL import Image
+
+            writer.add_image("samples", np.asarray(Image.open(path)), self.step, dataformats="HWC")
+
+    def run_validation(self) -> None:
+        metrics = mean_across(self.env, self.validate(self._validation_images()))
+        if not metrics or not self.env.is_main:
+            return
+        self.log_scalars({f"val/{k}": v for k, v in metrics.items()}, 0.0)
+        score = metrics.get("val_loss")
+        if score is not None and self.counts_for_best() and (self.best is None or score < self.best):
+            self.best = score
+            self.save_checkpoint("best.pt")
+
+    def counts_for_best(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if getattr(self, "_tb", None) is not None:
+            self._tb.close()
+        teardown(self.env)
+
+
+def config_dict(obj: Any) -> dict:
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else dict(obj)

@@ -40,7 +40,8 @@ to the official ones: the ``counts_by_prefix`` of the reference manifests
 hypernetwork, with built-in hd128 values when a manifest is missing, and ``num_float_elements`` of
 ``nvlabs_G_ema_config-f_{1024,256}.json`` for the generator.
 
-Each model holds 1.3-2.9 GB of float32 weights; on a small CPU a faces batch of 8 takes minutes.
+Each model holds 1.2-1.5 GB (hd128) or 2.9-3.2 GB (hd256) of float32 weights; on a small CPU a faces
+batch of 8 takes minutes.
 Other processes on the machine change CPU timings: the load average before and after is printed.
 
 How to run
@@ -51,6 +52,7 @@ How to run
     python benchmarks/bench_inversion.py                         # faces and churches, batch 1 and 8
     python benchmarks/bench_inversion.py --domains churches --batch-sizes 1,8 --max-seconds 120
     python benchmarks/bench_inversion.py --hidden-dims 128,256 --devices cuda --json inversion.json
+    python benchmarks/bench_inversion.py --hidden-dims 128,256 --counts-only   # parameter counts only
 """
 
 from __future__ import annotations
@@ -307,7 +309,7 @@ def run_model(domain: str, hidden_dim: int, devices: list[torch.device], ref_dir
     log(f"{domain} hd{hidden_dim}: built in {build_s:.1f} s, {sum(counts.values()):,} elements "
         f"({info['float32_mb']:.0f} MB float32)")
     results, breakdowns = [], []
-    for device in devices:
+    for device in [] if args.counts_only else devices:
         model.to(device)
         with torch.inference_mode():
             by_batch = {}
@@ -394,12 +396,13 @@ def report(devices: dict[str, dict], models: list[dict], results: list[Result], 
         lines.append(f"- {name}: {info['name']}{extra}")
     if load:
         lines.append(f"- load average (1, 5, 15 min) before: {load['before']}, after: {load['after']}")
-    lines += ["", "Full inversion = `model.invert(x, batch_size=B)`, x random [B, 3, R, R] in [-1, 1]; "
-              "vs batch 1 = images/s relative to batch 1 (same domain, width, device); "
-              "at start = memory held when the configuration starts (mostly the weights).", "",
-              results_table(results), ""]
-    kinds = sorted({f"{r.device}: {r.mem_kind}" for r in results})
-    if kinds:
+    lines.append("")
+    if results:
+        lines += ["Full inversion = `model.invert(x, batch_size=B)`, x random [B, 3, R, R] in [-1, 1]; "
+                  "vs batch 1 = images/s relative to batch 1 (same domain, width, device); "
+                  "at start = memory held when the configuration starts (mostly the weights).", "",
+                  results_table(results), ""]
+        kinds = sorted({f"{r.device}: {r.mem_kind}" for r in results})
         lines += ["Peak memory: " + "; ".join(kinds) + ".", ""]
     if breakdowns:
         lines += ["## Stage breakdown", "",
@@ -443,6 +446,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="folder of the reference manifests (default: the first of "
                              + ", ".join(str(p) for p in DEFAULT_REFERENCE_DIRS) + " that exists)")
     parser.add_argument("--quick", action="store_true", help="smoke check: churches, batch 1 and 2, 1 iteration")
+    parser.add_argument("--counts-only", action="store_true", help="only build the models and print parameter counts")
     parser.add_argument("--json", metavar="PATH", help="also write all figures as JSON to PATH")
     args = parser.parse_args(argv)
     if args.quick:

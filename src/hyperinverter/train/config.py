@@ -270,6 +270,9 @@ def validate(config: Any) -> None:
         for name in ("l2", "lpips", "id", "moco", "w_reg", "adv", "r1_gamma"):
             if getattr(losses, name) < 0:
                 problems.append(f"losses.{name} must be >= 0")
+        if losses.lpips > 0 and losses.lpips_backbone_path and not losses.lpips_head_path:
+            problems.append("losses.lpips_backbone_path is set but losses.lpips_head_path is not: LPIPS needs both "
+                            "(the backbone and the v0.1 linear heads)")
         if losses.r1_every < 1:
             problems.append("losses.r1_every must be >= 1")
     if isinstance(config, (WEncoderTrainConfig, HypernetTrainConfig)) and not config.generator:

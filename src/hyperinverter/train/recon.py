@@ -28,7 +28,8 @@ class ReconstructionLoss(nn.Module):
                                    lambda p: LPIPS(cfg.lpips_net, backbone_path=p, head_path=cfg.lpips_head_path)
                                    ) if cfg.lpips > 0 else None
         self.id = optional_loss("id", cfg.id_path, IDLoss) if cfg.id > 0 else None
-        self.moco = optional_loss("moco", cfg.moco_path, MocoLoss) if cfg.moco > 0 else None
+        # official=True: the e4e/HyperInverter preprocessing (nearest resize to 224 of the [-1, 1] image).
+        self.moco = optional_loss("moco", cfg.moco_path, lambda p: MocoLoss(p, official=True)) if cfg.moco > 0 else None
         for net in (self.lpips, self.id, self.moco):
             if net is not None:
                 net.eval().requires_grad_(False)

@@ -50,13 +50,15 @@ class Trainer:
         self._stop_requested = False
         torch.manual_seed(config.run.seed)
         self.noise_gen = torch.Generator().manual_seed(config.run.seed + 1)  # latents, mixing, (saved)
+        self._was_deterministic = torch.are_deterministic_algorithms_enabled()
         if config.run.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.build()
         self.dataset = ImageFolderDataset(config.data.train, self.resolution, hflip=config.data.hflip,
                                           check=config.data.check, seed=config.run.seed)
         self.sampler = ResumableSampler(len(self.dataset), self.rank_batch_size(config.run.batch_size),
-                                        seed=config.run.seed, rank=self.env.rank, world_size=self.env.world_size)
+                                        seed=config.run.seed, rank=self.env.rank, world_size=self.env.world_size,
+                                        yield_epoch=True)  # (index, epoch) pairs: flips follow the epoch in workers
         if self.env.is_main:
             log.info("data: %s", self.dataset.describe())
         if resume:
@@ -329,6 +331,7 @@ class Trainer:
     def close(self) -> None:
         if getattr(self, "_tb", None) is not None:
             self._tb.close()
+        torch.use_deterministic_algorithms(self._was_deterministic)
         teardown(self.env)
 
 

@@ -1,0 +1,212 @@
+"""Training: presets, the three trainings on a tiny folder, exact resume, stop signals, NaN, two-process CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hyperinverter import CheckpointError, Generator
+from hyperinverter.encoders import WEncoder
+from hyperinverter.train import ConfigError, TrainingError, get_trainer, load_train_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TINY_G = {"img_resolution": 16, "z_dim": 16, "w_dim": 16, "channel_base": 128, "channel_max": 16,
+          "mapping_layers": 2}
+TINY_BACKBONE = {"kind": "ir_se", "blocks": [1, 1, 1, 1], "widths": [8, 8, 16, 16], "stem_width": 8,
+                 "se_reduction": 4}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """24 small images with smooth colour patterns (learnable in a few steps)."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:16, 0:16] / 15.0
+    for i in range(24):
+        a, b, c = rng.uniform(0, 1, 3)
+        img = np.stack([a * xx + (1 - a) * yy, b * yy, c * (1 - xx)], -1)
+        Image.fromarray((img * 255).astype(np.uint8)).save(root / f"{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def generator_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    G = Generator(**TINY_G)
+    G.compute_w_avg(500)
+    path = tmp_path_factory.mktemp("g") / "generator"
+    G.save_pretrained(path)
+    return path
+
+
+def _run_cfg(out, steps, **extra):
+    base = [f"run.out_dir={out}", f"run.steps={steps}", "run.batch_size=4", "run.workers=0", "run.log_every=1",
+            "run.image_every=0", "run.val_every=0", "run.ckpt_every=0", "run.deterministic=true"]
+    return base + [f"{k}={v}" for k, v in extra.items()]
+
+
+def _train(kind, overrides, resume=False):
+    config = load_train_config(kind, None, overrides)
+    trainer = get_trainer(kind)(config, resume=resume, progress=False)
+    try:
+        logs = trainer.run()
+    finally:
+        trainer.close()
+    return trainer, logs
+
+
+def _w_encoder_overrides(folder, generator_dir, out, steps):
+    return _run_cfg(out, steps) + [f"data.train={folder}", f"generator={generator_dir}", "encoder_input_size=32",
+                                   f"encoder={{backbone: {TINY_BACKBONE}}}".replace("'", ""),
+                                   "losses.lpips=0", "lr=0.003", "data.hflip=true"]
+
+
+# ----------------------------------------------------------------------------------------------- presets
+@pytest.mark.parametrize("preset", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+def test_presets_parse_and_validate(preset):
+    kind = {"gan": "gan", "w_encoder": "w-encoder", "hypernet": "hypernet"}[preset.split("_")[0]
+                                                                             if not preset.startswith("w_")
+                                                                             else "w_encoder"]
+    config = load_train_config(kind, CONFIGS / f"{preset}.yaml", ["run.steps=3"])
+    assert config.run.steps == 3
+
+
+def test_bad_configs_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="unknown field"):
+        load_train_config("gan", None, ["data.train=x", "run.stepz=3"])
+    with pytest.raises(ConfigError, match="run.batch_size .* multiple of run.grad_accum"):
+        load_train_config("gan", None, ["data.train=x", "run.batch_size=6", "run.grad_accum=4"])
+    with pytest.raises(ConfigError, match="generator is required"):
+        load_train_config("w-encoder", None, ["data.train=x"])
+    with pytest.raises(ConfigError, match="losses.adv > 0 needs discriminator"):
+        load_train_config("hypernet", None, ["data.train=x", "generator=g", "w_encoder=e", "losses.adv=0.1"])
+    with pytest.raises(ConfigError, match="not 'train gan'"):
+        load_train_config("gan", CONFIGS / "hypernet_faces.yaml")
+
+
+# ------------------------------------------------------------------------------------------ trainings
+def test_gan_training_runs_and_discriminator_learns(folder, tmp_path):
+    overrides = _run_cfg(tmp_path / "gan", 12) + [f"data.train={folder}", f"generator={TINY_G}".replace("'", ""),
+                                                  "discriminator={channel_base: 128, channel_max: 16}",
+                                                  "r1_every=4", "pl_weight=2", "pl_every=2", "d_lr=0.01"]
+    trainer, logs = _train("gan", overrides)
+    lines = (tmp_path / "gan" / "log.txt").read_text().splitlines()
+    d_losses = [float(line.split("d_loss=")[1].split()[0]) for line in lines if "d_loss=" in line]
+    assert len(d_losses) == 12 and np.mean(d_losses[-3:]) < np.mean(d_losses[:3])
+    assert (tmp_path / "gan" / "generator" / "model.safetensors").is_file()
+    assert (tmp_path / "gan" / "config.yaml").read_text().startswith("kind: gan")
+    G = Generator.from_pretrained(tmp_path / "gan" / "generator")
+    assert torch.isfinite(G(torch.randn(2, 16))).all()
+
+
+def test_w_encoder_training_lowers_the_loss(folder, generator_dir, tmp_path):
+    trainer, _ = _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "w", 30))
+    losses = [float(line.split(" loss=")[1].split()[0]) for line in (tmp_path / "w" / "log.txt").read_text().splitlines()]
+    assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
+    assert WEncoder.from_pretrained(tmp_path / "w" / "w_encoder").config.w_dim == 16
+
+
+def test_hypernet_training_lowers_the_loss(folder, generator_dir, tmp_path):
+    _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "w", 2))
+    overrides = _run_cfg(tmp_path / "h", 25) + [
+        f"data.train={folder}", f"generator={generator_dir}", f"w_encoder={tmp_path / 'w' / 'w_encoder'}",
+        "encoder_input_size=32", f"layer_encoder={{backbone: {TINY_BACKBONE}}}".replace("'", ""), "hidden_dim=4",
+        "losses.lpips=0", "lr=0.001", "run.val_every=5", "run.val_images=4"]
+    _train("hypernet", overrides)
+    log = (tmp_path / "h" / "log.txt").read_text().splitlines()
+    losses = [float(line.split(" loss=")[1].split()[0]) for line in log if " loss=" in line and "val" not in line]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    assert any("val/val_loss" in line for line in log)
+    assert (tmp_path / "h" / "checkpoints" / "best.pt").is_file()
+    from hyperinverter import HyperInverter
+
+    model = HyperInverter.from_pretrained(tmp_path / "h" / "model")
+    assert model.invert(torch.rand(1, 3, 16, 16) * 2 - 1).image.shape == (1, 3, 16, 16)
+
+
+# ------------------------------------------------------------------------------------- resume and stops
+def test_resume_is_exact(folder, generator_dir, tmp_path):
+    straight, _ = _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "a", 8))
+    _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "b", 3) + ["run.ckpt_every=3"])
+    resumed, _ = _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "b", 8), resume=True)
+    a, b = straight.E.state_dict(), resumed.E.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.step == 8
+
+
+def test_resume_with_another_architecture_is_refused(folder, generator_dir, tmp_path):
+    _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "r", 1))
+    other = _w_encoder_overrides(folder, generator_dir, tmp_path / "r", 2) + ["encoder_input_size=64"]
+    with pytest.raises(CheckpointError, match="encoder_input_size"):
+        _train("w-encoder", other, resume=True)
+
+
+def test_stop_request_writes_a_checkpoint_and_resume_continues(folder, generator_dir, tmp_path):
+    cls = get_trainer("w-encoder")
+
+    class Interrupted(cls):
+        def train_step(self, images):
+            if self.step == 2:
+                self._request_stop(15, None)  # as SIGTERM would
+            return super().train_step(images)
+
+    config = load_train_config("w-encoder", None, _w_encoder_overrides(folder, generator_dir, tmp_path / "s", 10))
+    t = Interrupted(config, progress=False)
+    t.run()
+    assert t.step == 3 and (tmp_path / "s" / "checkpoints" / "latest.pt").is_file()
+    resumed, _ = _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "s", 5), resume=True)
+    assert resumed.step == 5
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(folder, generator_dir, tmp_path):
+    cls = get_trainer("w-encoder")
+
+    class Exploding(cls):
+        def train_step(self, images):
+            logs = super().train_step(images)
+            if self.step == 4:
+                logs["loss"] = float("nan")
+            return logs
+
+    config = load_train_config("w-encoder", None,
+                               _w_encoder_overrides(folder, generator_dir, tmp_path / "n", 10) + ["run.ckpt_every=2"])
+    t = Exploding(config, progress=False)
+    with pytest.raises(TrainingError, match="not finite at step 5"):
+        t.run()
+    state = torch.load(tmp_path / "n" / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["step"] == 4
+
+
+def test_empty_dataset_folder_is_a_clear_error(generator_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="empty"):
+        _train("w-encoder", _w_encoder_overrides(tmp_path / "empty", generator_dir, tmp_path / "e", 1))
+
+
+# ------------------------------------------------------------------------------------------ two processes
+def test_two_process_run_matches_one_process(folder, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo, CPU) with per-process batch 2 == one process with batch 4."""
+    g = "{img_resolution: 16, z_dim: 16, w_dim: 16, channel_base: 128, channel_max: 16, mapping_layers: 2, " \
+        "use_noise: false}"
+    common = [f"data.train={folder}", f"generator={g}", "discriminator={channel_base: 128, channel_max: 16, "
+              "mbstd_num_channels: 0}", "data.hflip=false", "run.device=cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "hyperinverter", "train", "gan", "--quiet",
+                          *_run_cfg(tmp_path / "one", 3), *common], capture_output=True, text=True, env=env)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          "29533", "-m", "hyperinverter", "train", "gan", "--quiet", *_run_cfg(tmp_path / "two", 3),
+                          *common], capture_output=True, text=True, env=env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = Generator.from_pretrained(tmp_path / "one" / "generator").state_dict()
+    b = Generator.from_pretrained(tmp_path / "two" / "generator").state_dict()
+    for k in a:
+        if not k.endswith("w_avg"):  # the running average is per process
+            assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k

@@ -117,7 +117,7 @@ def test_hypernet_training_lowers_the_loss(folder, generator_dir, tmp_path):
     _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "w", 2))
     overrides = _run_cfg(tmp_path / "h", 25) + [
         f"data.train={folder}", f"generator={generator_dir}", f"w_encoder={tmp_path / 'w' / 'w_encoder'}",
-        "encoder_input_size=32", f"layer_encoder={{backbone: {TINY_BACKBONE}}}".replace("'", ""), "hidden_dim=4",
+        "encoder_input_size=64", f"layer_encoder={{backbone: {TINY_BACKBONE}}}".replace("'", ""), "hidden_dim=4",
         "losses.lpips=0", "lr=0.001", "run.val_every=5", "run.val_images=4"]
     _train("hypernet", overrides)
     log = (tmp_path / "h" / "log.txt").read_text().splitlines()

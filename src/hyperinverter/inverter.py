@@ -117,6 +117,9 @@ class HyperInverter(PretrainedMixin, nn.Module):
         self.w_bar_encoder = LayerWiseEncoder(**cfg.layer_encoder)
         self.targets = target_layers(self.generator.synthesis, cfg.targets)
         code_size = cfg.encoder_input_size // self.w_bar_encoder.output_reduction
+        if code_size < 2:  # the fusion's InstanceNorm needs more than one spatial element
+            raise ValueError(f"encoder_input_size {cfg.encoder_input_size} gives {code_size}x{code_size} E2 maps; "
+                             f"use at least {2 * self.w_bar_encoder.output_reduction}")
         self.hypernet = Hypernetwork(self.targets, input_channels=self.w_bar_encoder.style_channels,
                                      input_size=code_size, hidden_dim=cfg.hidden_dim)
 

@@ -16,7 +16,7 @@ from .trainer import Trainer
 
 def _adam(params, lr: float, betas, every: int) -> torch.optim.Adam:
     # Lazy regularisation: the regulariser runs every `every` steps, so lr and betas are rescaled (StyleGAN2).
-    ratio = every / (every + 1)
+    ratio = every / (every + 1) if every > 0 else 1.0  # every=0: no regulariser, plain Adam
     return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=1e-8)
 
 

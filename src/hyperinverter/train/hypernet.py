@@ -7,7 +7,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from ..encoders import LayerWiseEncoderConfig, WEncoder
+from ..encoders import WEncoder
 from ..inverter import HyperInverter
 from ..losses import r1_penalty
 from ..stylegan2.formats import load_discriminator, load_generator
@@ -27,7 +27,7 @@ class HypernetTrainer(Trainer):
         if E1.config.w_dim != G.w_dim:
             raise TrainingError(f"{cfg.w_encoder}: the W-encoder outputs w_dim={E1.config.w_dim}, the generator "
                                 f"takes {G.w_dim}")
-        e2 = {**dataclasses.asdict(LayerWiseEncoderConfig()), "num_slots": G.num_ws, **cfg.layer_encoder}
+        e2 = {"num_slots": G.num_ws, **cfg.layer_encoder}  # default trunk: IR-SE-50 (LayerWiseEncoderConfig)
         self.model = HyperInverter.from_generator(G, E1.config, e2, hidden_dim=cfg.hidden_dim, targets=cfg.targets,
                                                   encoder_input_size=cfg.encoder_input_size)
         self.model.w_encoder.load_state_dict(E1.state_dict())

@@ -210,3 +210,20 @@ def test_two_process_run_matches_one_process(folder, tmp_path):
     for k in a:
         if not k.endswith("w_avg"):  # the running average is per process
             assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), k
+
+
+def test_hypernet_adversarial_phase_switches_batch_size(folder, generator_dir, tmp_path):
+    from hyperinverter import Discriminator
+
+    _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "w", 1))
+    Discriminator(img_resolution=16, channel_base=128, channel_max=16, mbstd_group_size=2).save_pretrained(
+        tmp_path / "d")
+    overrides = _run_cfg(tmp_path / "h", 5) + [
+        f"data.train={folder}", f"generator={generator_dir}", f"w_encoder={tmp_path / 'w' / 'w_encoder'}",
+        f"discriminator={tmp_path / 'd'}", "encoder_input_size=64", "hidden_dim=4", "losses.lpips=0",
+        f"layer_encoder={{backbone: {TINY_BACKBONE}}}".replace("'", ""), "losses.adv=0.1", "losses.adv_start_step=2",
+        "losses.r1_every=2", "batch_size_with_adv=2"]
+    trainer, _ = _train("hypernet", overrides)
+    log = (tmp_path / "h" / "log.txt").read_text().splitlines()
+    assert "d_loss" not in log[0] and "d_loss=" in log[-1] and "g_adv=" in log[-1]
+    assert trainer.sampler.batch_size == 2

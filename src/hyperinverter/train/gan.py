@@ -69,7 +69,7 @@ class GanTrainer(Trainer):
                 fake = self.G.synthesis(self._ws(part.shape[0]), noise_mode="random")
                 loss = F.softplus(-self.D(fake)).mean() / self.run_cfg.grad_accum
             loss.backward()
-            total += float(loss)
+            total += loss.item()
         logs["g_loss"] = total
         if cfg.pl_weight > 0 and step % cfg.pl_every == 0:
             n = max(1, real.shape[0] // 2)
@@ -77,7 +77,7 @@ class GanTrainer(Trainer):
             fake = self.G.synthesis(ws, noise_mode="random")
             penalty, self.pl_mean = path_length_penalty(fake, ws, self.pl_mean)
             (penalty * cfg.pl_weight * cfg.pl_every).backward()
-            logs["pl"] = float(penalty)
+            logs["pl"] = penalty.item()
         self.sync_gradients(self.G.parameters())
         self.g_opt.step()
         self.D.requires_grad_(True)
@@ -96,9 +96,9 @@ class GanTrainer(Trainer):
             if do_r1:
                 r1 = r1_penalty(real_logits, part)
                 loss = loss + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
-                r1_total += float(r1) / self.run_cfg.grad_accum
+                r1_total += r1.item() / self.run_cfg.grad_accum
             (loss / self.run_cfg.grad_accum).backward()
-            total += float(loss) / self.run_cfg.grad_accum
+            total += loss.item() / self.run_cfg.grad_accum
         logs["d_loss"] = total
         if do_r1:
             logs["r1"] = r1_total

@@ -88,7 +88,7 @@ class HypernetTrainer(Trainer):
                 if adv:
                     g_adv = F.softplus(-self.D(result.image)).mean()
                     loss = loss + cfg.adv * g_adv
-                    parts["g_adv"] = float(g_adv)
+                    parts["g_adv"] = g_adv.item()
             (loss / accum).backward()
             fakes.append(result.image.detach())
             for k, v in parts.items():
@@ -107,9 +107,9 @@ class HypernetTrainer(Trainer):
                 if do_r1:
                     r1 = r1_penalty(real_logits, real)
                     d_loss = d_loss + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
-                    logs["r1"] = logs.get("r1", 0.0) + float(r1) / accum
+                    logs["r1"] = logs.get("r1", 0.0) + r1.item() / accum
                 (d_loss / accum).backward()
-                logs["d_loss"] = logs.get("d_loss", 0.0) + float(d_loss) / accum
+                logs["d_loss"] = logs.get("d_loss", 0.0) + d_loss.item() / accum
             self.sync_gradients(self.D.parameters())
             self.d_opt.step()
         return logs
@@ -123,7 +123,7 @@ class HypernetTrainer(Trainer):
             phase1, _ = self.loss(r.image_w, images)
         finally:
             self._train_mode()
-        return {"val_loss": float(loss), "val_phase1_loss": float(phase1),
+        return {"val_loss": loss.item(), "val_phase1_loss": float(phase1),
                 **{f"val_{k}": v for k, v in parts.items() if k != "loss"}}
 
     @torch.no_grad()

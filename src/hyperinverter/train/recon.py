@@ -45,18 +45,18 @@ class ReconstructionLoss(nn.Module):
         if self.cfg.l2 > 0:
             l2 = F.mse_loss(out, tgt)
             total = total + self.cfg.l2 * l2
-            logs["l2"] = float(l2)
+            logs["l2"] = l2.item()
         if self.lpips is not None:
             lp = self.lpips(out, tgt).mean()
             total = total + self.cfg.lpips * lp
-            logs["lpips"] = float(lp)
+            logs["lpips"] = lp.item()
         if self.id is not None:
             idl = self.id(out, tgt)
             total = total + self.cfg.id * idl
-            logs["id"] = float(idl)
+            logs["id"] = idl.item()
         if self.moco is not None:
             mo = self.moco(out, tgt)
             total = total + self.cfg.moco * mo
-            logs["moco"] = float(mo)
-        logs["loss"] = float(total)
+            logs["moco"] = mo.item()
+        logs["loss"] = total.item()
         return total, logs

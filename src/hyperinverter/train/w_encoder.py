@@ -52,7 +52,7 @@ class WEncoderTrainer(Trainer):
                 if self.config.losses.w_reg > 0:
                     reg = (w - self.G.w_avg).square().sum(dim=1).mean()
                     loss = loss + self.config.losses.w_reg * reg
-                    parts["w_reg"] = float(reg)
+                    parts["w_reg"] = reg.item()
             (loss / self.run_cfg.grad_accum).backward()
             for k, v in parts.items():
                 logs[k] = logs.get(k, 0.0) + v / self.run_cfg.grad_accum
@@ -68,7 +68,7 @@ class WEncoderTrainer(Trainer):
             loss, parts = self.loss(out, images)
         finally:
             self.E.train()
-        return {"val_loss": float(loss), **{f"val_{k}": v for k, v in parts.items() if k != "loss"}}
+        return {"val_loss": loss.item(), **{f"val_{k}": v for k, v in parts.items() if k != "loss"}}
 
     @torch.no_grad()
     def sample_images(self, images: torch.Tensor) -> torch.Tensor:

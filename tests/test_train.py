@@ -227,3 +227,19 @@ def test_hypernet_adversarial_phase_switches_batch_size(folder, generator_dir, t
     log = (tmp_path / "h" / "log.txt").read_text().splitlines()
     assert "d_loss" not in log[0] and "d_loss=" in log[-1] and "g_adv=" in log[-1]
     assert trainer.sampler.batch_size == 2
+
+
+def test_full_disk_keeps_the_previous_checkpoint(folder, generator_dir, tmp_path, monkeypatch, caplog):
+    trainer, _ = _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "f", 2))
+    path = tmp_path / "f" / "checkpoints" / "latest.pt"
+    before = path.read_bytes()
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", no_space)
+    trainer.step = 99
+    assert trainer.save_checkpoint() is None
+    assert path.read_bytes() == before
+    assert not list(path.parent.glob(".*.tmp"))  # no half-written file left behind
+    assert "previous checkpoint is kept" in caplog.text

@@ -154,8 +154,7 @@ class Trainer:
         # An own generator: creating a loader must not draw from the global RNG (exact resume).
         loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=self.run_cfg.workers,
                             pin_memory=self.device.type == "cuda", generator=torch.Generator())
-        for batch in loader:
-            yield batch
+        yield from loader
 
     # --------------------------------------------------------------------------------- checkpoints
     def checkpoint_state(self) -> dict:
@@ -179,7 +178,10 @@ class Trainer:
         if not save_atomic(self.checkpoint_state(), path):
             log.error("could not write %s (disk full?); the previous checkpoint is kept", path)
             return None
-        self.export()
+        try:
+            self.export()
+        except OSError as e:  # each exported file is written atomically: the previous export stays usable
+            log.error("could not export the models next to %s (%s); the previous export is kept", path, e)
         return path
 
     def export(self) -> None:

@@ -202,7 +202,7 @@ def markdown_table(results: list[Result]) -> str:
 
 
 def report(devices: dict[str, dict], results: list[Result]) -> str:
-    lines = [f"# G.synthesis benchmark (config-f, float32, inference_mode)", "",
+    lines = ["# G.synthesis benchmark (config-f, float32, inference_mode)", "",
              f"torch {torch.__version__}, Python {platform.python_version()}", ""]
     for name, info in devices.items():
         extra = f", {info['threads']} threads" if "threads" in info else ""

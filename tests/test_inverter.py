@@ -232,7 +232,7 @@ def _official_reference(model, x):
                                     stride=2, padding=1))
                 j += 2
             code = h.view(1, -1)
-            out, inp = t.shape[0], t.shape[1]
+            inp = t.shape[1]
             k = (code @ reg["w1"] + reg["b1"]).view(1, inp, -1)
             k = (k @ reg["w2"] + reg["b2"]).view(*t.shape)  # plain view of [in, out*k*k] as [out, in, k, k]
             with torch.no_grad():

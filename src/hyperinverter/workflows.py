@@ -7,22 +7,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
-import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from .editing.directions import DirectionError, load_direction_file
 from .errors import HyperInverterError
 from .inverter import HyperInverter, InversionResult
 from .utils.image_io import ImageLoadError, load_images
 from .utils.images import make_grid, save_image, to_uint8
 
 PathLike = Union[str, os.PathLike]
-DIRECTION_SUFFIXES = (".npy", ".pt", ".pth", ".safetensors")
-
-
-class DirectionError(HyperInverterError, ValueError):
-    """An edit direction file is missing, unreadable or of the wrong size."""
+DIRECTION_SUFFIXES = (".npy", ".pt", ".pth", ".safetensors")  # names looked up in <model>/directions/
 
 
 @dataclass
@@ -98,30 +94,8 @@ def find_direction(spec: str, model_dir: Optional[Path]) -> Path:
 
 
 def load_direction(path: PathLike, w_dim: int, num_ws: int) -> torch.Tensor:
-    """Read an edit direction (``[w_dim]``, ``[1, w_dim]`` or ``[num_ws, w_dim]``) from .npy/.pt/.safetensors."""
-    path = Path(path)
-    try:
-        if path.suffix == ".npy":
-            value = torch.from_numpy(np.load(path, allow_pickle=False))
-        elif path.suffix == ".safetensors":
-            tensors = load_file(str(path))
-            value = tensors.get("direction", next(iter(tensors.values()), None)) if tensors else None
-        else:
-            value = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(value, dict):  # e.g. {"direction": tensor} or a one-entry dict
-                tensors = [v for v in value.values() if isinstance(v, torch.Tensor)]
-                value = value.get("direction", tensors[0] if len(tensors) == 1 else None)
-    except Exception as e:  # noqa: BLE001 - any failure to parse an untrusted file
-        raise DirectionError(f"{path}: unreadable direction file ({type(e).__name__}: {e})") from None
-    if not isinstance(value, torch.Tensor):
-        raise DirectionError(f"{path}: holds no single direction tensor")
-    value = value.float()
-    if value.shape not in ((w_dim,), (1, w_dim), (num_ws, w_dim)):
-        raise DirectionError(f"{path}: direction of shape {list(value.shape)}; this model needs [{w_dim}], "
-                             f"[1, {w_dim}] or [{num_ws}, {w_dim}]")
-    if not torch.isfinite(value).all():
-        raise DirectionError(f"{path}: the direction contains NaN or infinite values")
-    return value
+    """An edit direction (``[w_dim]`` or ``[num_ws, w_dim]``) from .npy/.pt/.safetensors (see editing.directions)."""
+    return load_direction_file(path, w_dim, num_ws).vector
 
 
 def parse_layers(text: Optional[str]) -> Optional[tuple[int, int]]:

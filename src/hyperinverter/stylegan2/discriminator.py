@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..checkpoints import PretrainedMixin
-from ..ops import downsample2d, setup_filter
+from ..ops import setup_filter
 from .generator import _check_power_of_two
 from .layers import Conv2dLayer, FullyConnectedLayer, MinibatchStdLayer
 

@@ -109,3 +109,36 @@ def test_convert_official(tmp_path):
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "hyperinverter", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("hyperinverter ")
+
+
+def test_directions_commands(tmp_path, model_dir, capsys):
+    from hyperinverter.editing import load_direction_file
+
+    model = HyperInverter.from_pretrained(model_dir)
+    model.generator.save_pretrained(tmp_path / "g")
+    assert main(["directions", "sefa", "-g", str(tmp_path / "g"), "--num", "3", "-o", str(tmp_path / "d")]) == 0
+    assert main(["directions", "pca", "-g", str(tmp_path / "g"), "--num", "2", "--samples", "2000", "-o",
+                 str(tmp_path / "d")]) == 0
+    d = load_direction_file(tmp_path / "d" / "sefa00.safetensors", 32, model.num_ws)
+    assert d.kind == "sefa" and abs(float(d.vector.norm()) - 1) < 1e-4
+    assert (tmp_path / "d" / "ganspace.npz").is_file() and (tmp_path / "d" / "pc01.json").is_file()
+    # fit: codes of 12 images whose label is the sign of a hidden direction of w
+    codes = tmp_path / "codes"
+    codes.mkdir()
+    hidden = torch.randn(32)
+    rows = ["file,smile"]
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(0)
+    for i in range(40):
+        w = torch.randn(1, 32, generator=gen)
+        save_file({"w": w, "ws": w[:, None].repeat(1, model.num_ws, 1)}, str(codes / f"img{i}.codes.safetensors"))
+        rows.append(f"img{i}.png,{int(float(w[0] @ hidden) > 0)}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    assert main(["directions", "fit", "--codes", str(codes), "--labels", str(tmp_path / "labels.csv"),
+                 "--attribute", "smile", "-o", str(tmp_path / "d")]) == 0
+    fitted = load_direction_file(tmp_path / "d" / "smile.safetensors", 32, model.num_ws)
+    assert float(torch.nn.functional.cosine_similarity(fitted.vector, hidden, dim=0)) > 0.6
+    assert main(["directions", "fit", "--codes", str(codes), "--labels", str(tmp_path / "labels.csv"),
+                 "--attribute", "age"]) == 2
+    assert "no column 'age'" in capsys.readouterr().err

@@ -216,6 +216,57 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_directions(args: argparse.Namespace) -> int:
+    import csv
+
+    import torch
+    from safetensors.torch import load_file
+
+    from .editing import (Direction, compute_ganspace, fit_interfacegan, save_direction, save_ganspace,
+                          sefa_directions)
+    from .stylegan2.formats import load_generator
+
+    out = Path(args.output)
+    if args.action == "fit":
+        rows = {}
+        with open(args.labels, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if args.attribute not in (reader.fieldnames or []):
+                raise ValueError(f"{args.labels}: no column {args.attribute!r} (columns: {reader.fieldnames})")
+            for row in reader:
+                rows[Path(row.get("file") or row.get("filename") or "").stem] = float(row[args.attribute])
+        codes, labels = [], []
+        for path in sorted(Path(args.codes).glob("*.codes.safetensors")):
+            stem = path.name[: -len(".codes.safetensors")]
+            if stem in rows:
+                codes.append(load_file(str(path))["w"].reshape(-1))
+                labels.append(rows[stem])
+        if len(codes) < 4:
+            raise ValueError(f"only {len(codes)} codes in {args.codes} have a label in {args.labels} "
+                             "(codes are matched to the 'file' column by name)")
+        direction, report = fit_interfacegan(torch.stack(codes), torch.tensor(labels), method=args.method,
+                                             name=args.name or args.attribute)
+        path = save_direction(direction, out)
+        print(f"wrote {path} from {len(codes)} codes; held-out accuracy {report.get('holdout_accuracy')}")
+        return 0
+    G = load_generator(args.generator)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.action == "pca":
+        pca = compute_ganspace(G, num_samples=args.samples, num_components=args.num)
+        path = save_ganspace(pca, out / "ganspace.npz")
+        for k in range(args.num):
+            save_direction(Direction(f"pc{k:02d}", pca.components[k] * pca.stdev[k], kind="ganspace",
+                                     description={"component": k, "stdev": float(pca.stdev[k])}), out)
+        print(f"wrote {path} and {args.num} directions pcNN (one standard deviation each) to {out}")
+    else:
+        sefa = sefa_directions(G, num=args.num)
+        for k in range(args.num):
+            save_direction(Direction(f"sefa{k:02d}", sefa.directions[k], kind="sefa",
+                                     description={"eigenvalue": float(sefa.eigenvalues[k])}), out)
+        print(f"wrote {args.num} SeFa directions sefaNN to {out}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -316,6 +367,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("directions", help="edit directions: fit InterFaceGAN boundaries, GANSpace PCA, SeFa")
+    dsub = p.add_subparsers(dest="action", required=True)
+    q = dsub.add_parser("fit", help="fit a boundary from inverted codes (hyperinverter invert) and a labels CSV")
+    q.add_argument("--codes", type=Path, required=True, help="folder of <name>.codes.safetensors")
+    q.add_argument("--labels", type=Path, required=True, help="CSV with a 'file' column and attribute columns")
+    q.add_argument("--attribute", required=True)
+    q.add_argument("--method", choices=["svm", "logistic"], default="svm")
+    q.add_argument("--name", default=None)
+    q.add_argument("--output", "-o", type=Path, default=Path("out/directions"))
+    q = dsub.add_parser("pca", help="GANSpace components of the mapping network's w")
+    q.add_argument("--generator", "-g", type=Path, required=True)
+    q.add_argument("--num", type=int, default=16)
+    q.add_argument("--samples", type=int, default=100_000)
+    q.add_argument("--output", "-o", type=Path, default=Path("out/directions"))
+    q = dsub.add_parser("sefa", help="SeFa closed-form directions from the style (affine) weights")
+    q.add_argument("--generator", "-g", type=Path, required=True)
+    q.add_argument("--num", type=int, default=16)
+    q.add_argument("--output", "-o", type=Path, default=Path("out/directions"))
+    p.set_defaults(func=cmd_directions)
 
     p = sub.add_parser("info", help="print the configuration of a generator/discriminator file")
     p.add_argument("source", type=Path)

@@ -142,3 +142,10 @@ def test_directions_commands(tmp_path, model_dir, capsys):
     assert main(["directions", "fit", "--codes", str(codes), "--labels", str(tmp_path / "labels.csv"),
                  "--attribute", "age"]) == 2
     assert "no column 'age'" in capsys.readouterr().err
+
+
+def test_data_portraits_command(tmp_path):
+    assert main(["data", "portraits", "--count", "3", "--split", "val", "-o", str(tmp_path / "p"), "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "p").glob("*.png")) == ["1000000.png", "1000001.png", "1000002.png"]
+    assert (tmp_path / "p" / "labels.csv").read_text().startswith("file,seed,")
+    assert main(["data", "portraits", "--count", "0", "-o", str(tmp_path / "q"), "--quiet"]) == 2

@@ -267,6 +267,19 @@ def cmd_directions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_portraits(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .data.portraits import write_portraits
+
+    with tqdm(total=args.count, unit="img", desc=f"portraits ({args.split})", disable=args.quiet) as bar:
+        out = write_portraits(args.output, args.count, split=args.split, size=args.size, start=args.start,
+                              workers=args.workers, progress=lambda n: bar.update(n - bar.n))
+    print(f"wrote {args.count} {args.size}px portraits ({args.split} seeds from {args.start}) and labels.json/"
+          f"labels.csv to {out}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -388,6 +401,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--output", "-o", type=Path, default=Path("out/directions"))
     p.set_defaults(func=cmd_directions)
 
+    p = sub.add_parser("data", help="make data sets")
+    dsub = p.add_subparsers(dest="dataset", required=True)
+    q = dsub.add_parser("portraits", help="render procedural portraits (the offline demo domain) with labels")
+    q.add_argument("--count", type=int, required=True)
+    q.add_argument("--output", "-o", type=Path, required=True)
+    q.add_argument("--split", choices=["train", "val", "test"], default="train",
+                   help="disjoint seed ranges: a test portrait is never a training one")
+    q.add_argument("--size", type=int, default=64)
+    q.add_argument("--start", type=int, default=0, help="first seed index within the split")
+    q.add_argument("--workers", type=int, default=1)
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=cmd_data_portraits)
+
     p = sub.add_parser("info", help="print the configuration of a generator/discriminator file")
     p.add_argument("source", type=Path)
     p.add_argument("--network", choices=["generator", "discriminator"], default="generator")
@@ -407,7 +433,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
-    except (HyperInverterError, ValueError) as e:
+    except (HyperInverterError, ValueError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`

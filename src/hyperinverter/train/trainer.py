@@ -282,17 +282,19 @@ class Trainer:
             self._iterator = None
         return last
 
-    def log_scalars(self, values: dict[str, float], images_per_second: float) -> None:
+    def log_scalars(self, values: dict[str, float], images_per_second: Optional[float] = None) -> None:
         if not self.env.is_main:
             return
         line = " ".join(f"{k}={v:.5g}" for k, v in values.items())
+        rate = f" img/s={images_per_second:.2f}" if images_per_second is not None else ""
         with open(self.out_dir / "log.txt", "a") as fh:
-            fh.write(f"step={self.step} {line} img/s={images_per_second:.2f}\n")
+            fh.write(f"step={self.step} {line}{rate}\n")
         writer = self._tensorboard()
         if writer is not None:
             for k, v in values.items():
                 writer.add_scalar(k, v, self.step)
-            writer.add_scalar("images_per_second", images_per_second, self.step)
+            if images_per_second is not None:
+                writer.add_scalar("images_per_second", images_per_second, self.step)
 
     def _tensorboard(self):
         if not hasattr(self, "_tb"):
@@ -321,7 +323,7 @@ class Trainer:
         metrics = mean_across(self.env, self.validate(self._validation_images()))
         if not metrics or not self.env.is_main:
             return
-        self.log_scalars({f"val/{k}": v for k, v in metrics.items()}, 0.0)
+        self.log_scalars({f"val/{k}": v for k, v in metrics.items()})
         score = metrics.get("val_loss")
         if score is not None and self.counts_for_best() and (self.best is None or score < self.best):
             self.best = score

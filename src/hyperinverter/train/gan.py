@@ -68,7 +68,7 @@ class GanTrainer(Trainer):
             with self.autocast():
                 fake = self.G.synthesis(self._ws(part.shape[0]), noise_mode="random")
                 loss = F.softplus(-self.D(fake)).mean() / self.run_cfg.grad_accum
-            loss.backward()
+            self.backward(loss)
             total += loss.item()
         logs["g_loss"] = total
         if cfg.pl_weight > 0 and step % cfg.pl_every == 0:
@@ -76,10 +76,9 @@ class GanTrainer(Trainer):
             ws = self._ws(n)
             fake = self.G.synthesis(ws, noise_mode="random")
             penalty, self.pl_mean = path_length_penalty(fake, ws, self.pl_mean)
-            (penalty * cfg.pl_weight * cfg.pl_every).backward()
+            self.backward(penalty * cfg.pl_weight * cfg.pl_every)
             logs["pl"] = penalty.item()
-        self.sync_gradients(self.G.parameters())
-        self.g_opt.step()
+        self.optimizer_step(self.g_opt, self.G.parameters())
         self.D.requires_grad_(True)
 
         # Discriminator: logistic loss, lazy R1.
@@ -97,13 +96,12 @@ class GanTrainer(Trainer):
                 r1 = r1_penalty(real_logits, part)
                 loss = loss + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
                 r1_total += r1.item() / self.run_cfg.grad_accum
-            (loss / self.run_cfg.grad_accum).backward()
+            self.backward(loss / self.run_cfg.grad_accum)
             total += loss.item() / self.run_cfg.grad_accum
         logs["d_loss"] = total
         if do_r1:
             logs["r1"] = r1_total
-        self.sync_gradients(self.D.parameters())
-        self.d_opt.step()
+        self.optimizer_step(self.d_opt, self.D.parameters())
 
         # EMA generator (half-life in images, ramped up at the start).
         batch = real.shape[0] * self.env.world_size

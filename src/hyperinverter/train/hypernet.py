@@ -89,12 +89,11 @@ class HypernetTrainer(Trainer):
                     g_adv = F.softplus(-self.D(result.image)).mean()
                     loss = loss + cfg.adv * g_adv
                     parts["g_adv"] = g_adv.item()
-            (loss / accum).backward()
+            self.backward(loss / accum)
             fakes.append(result.image.detach())
             for k, v in parts.items():
                 logs[k] = logs.get(k, 0.0) + v / accum
-        self.sync_gradients(self.trainable)
-        self.opt.step()
+        self.optimizer_step(self.opt, self.trainable)
 
         if adv:  # discriminator step on real images and the detached reconstructions, lazy R1
             self.D.requires_grad_(True)
@@ -108,10 +107,9 @@ class HypernetTrainer(Trainer):
                     r1 = r1_penalty(real_logits, real)
                     d_loss = d_loss + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
                     logs["r1"] = logs.get("r1", 0.0) + r1.item() / accum
-                (d_loss / accum).backward()
+                self.backward(d_loss / accum)
                 logs["d_loss"] = logs.get("d_loss", 0.0) + d_loss.item() / accum
-            self.sync_gradients(self.D.parameters())
-            self.d_opt.step()
+            self.optimizer_step(self.d_opt, self.D.parameters())
         return logs
 
     @torch.no_grad()

@@ -53,6 +53,8 @@ class Trainer:
         self._was_deterministic = torch.are_deterministic_algorithms_enabled()
         if config.run.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        # fp16 autocast needs loss scaling (gradients underflow otherwise); a no-op for fp32/bf16 and on CPU.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=config.run.amp == "fp16" and self.device.type == "cuda")
         self.build()
         self.dataset = ImageFolderDataset(config.data.train, self.resolution, hflip=config.data.hflip,
                                           check=config.data.check, seed=config.run.seed)
@@ -97,6 +99,15 @@ class Trainer:
         """Hook for schedules (e.g. switching batch size when the adversarial term starts)."""
 
     # ------------------------------------------------------------------------------------- helpers
+    def backward(self, loss: torch.Tensor) -> None:
+        self.scaler.scale(loss).backward()
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, params) -> None:
+        """Average gradients over processes, then step (skipped by the scaler if fp16 gradients overflowed)."""
+        self.sync_gradients(params)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
     def sync_gradients(self, params) -> None:
         """Average gradients over processes (data parallelism); a no-op in a single process."""
         if not self.env.distributed:
@@ -168,6 +179,7 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "rng": rng_state(),
             "noise_gen": self.noise_gen.get_state(),
+            "scaler": self.scaler.state_dict(),
             "config_yaml": to_yaml(self.config, self.kind),
         }
 
@@ -200,6 +212,8 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
         self.noise_gen.set_state(state["noise_gen"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         if self.env.is_main:
             log.info("resumed from %s at step %d", path, self.step)
 

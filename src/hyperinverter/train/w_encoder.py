@@ -53,11 +53,10 @@ class WEncoderTrainer(Trainer):
                     reg = (w - self.G.w_avg).square().sum(dim=1).mean()
                     loss = loss + self.config.losses.w_reg * reg
                     parts["w_reg"] = reg.item()
-            (loss / self.run_cfg.grad_accum).backward()
+            self.backward(loss / self.run_cfg.grad_accum)
             for k, v in parts.items():
                 logs[k] = logs.get(k, 0.0) + v / self.run_cfg.grad_accum
-        self.sync_gradients(self.E.parameters())
-        self.opt.step()
+        self.optimizer_step(self.opt, self.E.parameters())
         return logs
 
     @torch.no_grad()

@@ -467,6 +467,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    from hyperinverter.utils.cpu import tune_allocator
+
+    allocator_tuned = tune_allocator()  # as the command line does; HYPERINVERTER_NO_MALLOC_TUNING=1 to compare
+    print(f"glibc allocator tuning: {'on' if allocator_tuned else 'off'}")
     args = parse_args(argv)
     devices = resolve_devices(args.devices)
     ref_dir = find_reference_dir(args.reference_dir)

@@ -424,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from .errors import HyperInverterError
 
+    from .utils.cpu import tune_allocator
+
+    tune_allocator()  # large tensors: keep freed blocks mapped (see utils/cpu.py)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # key=value overrides may follow options (argparse leaves them over)

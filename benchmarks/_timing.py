@@ -173,3 +173,21 @@ def resolve_devices(text: str) -> list[torch.device]:
     if any(d.type == "cuda" for d in devices) and not torch.cuda.is_available():
         raise SystemExit("--devices asks for cuda, but torch.cuda.is_available() is False")
     return devices
+
+
+def tune_cpu_allocator() -> bool:
+    """Apply the allocator setting the command line uses, and say so (HYPERINVERTER_NO_MALLOC_TUNING=1 to compare)."""
+    from hyperinverter.utils.cpu import tune_allocator
+
+    tuned = tune_allocator()
+    print(f"glibc allocator tuning: {'on' if tuned else 'off'}")
+    return tuned
+
+
+def parse_domains(parser, text: str, known: Sequence[str]) -> list[str]:
+    """``"faces,churches"`` -> list, with a parser error naming unknown entries."""
+    domains = [d.strip() for d in text.split(",") if d.strip()]
+    unknown = [d for d in domains if d not in known]
+    if unknown:
+        parser.error(f"unknown domains {unknown}; choose from {list(known)}")
+    return domains

@@ -75,11 +75,11 @@ from hyperinverter import HyperInverter, config_f
 from hyperinverter.encoders import official_church_encoders, official_face_encoders
 
 try:  # python -m benchmarks.bench_inversion
-    from ._timing import (PeakMemory, device_info, int_list, log, markdown, resolve_devices, time_calls,
-                          warm_up_and_count)
+    from ._timing import (PeakMemory, device_info, int_list, log, markdown, parse_domains, resolve_devices, time_calls,
+                          tune_cpu_allocator, warm_up_and_count)
 except ImportError:  # python benchmarks/bench_inversion.py
-    from _timing import (PeakMemory, device_info, int_list, log, markdown, resolve_devices, time_calls,
-                         warm_up_and_count)
+    from _timing import (PeakMemory, device_info, int_list, log, markdown, parse_domains, resolve_devices, time_calls,
+                         tune_cpu_allocator, warm_up_and_count)
 
 DOMAINS = {
     "faces": {"resolution": 1024, "encoders": official_face_encoders,
@@ -451,10 +451,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.domains, args.batch_sizes, args.iters = "churches", [1, 2], 1
-    args.domains = [d.strip() for d in args.domains.split(",") if d.strip()]
-    unknown = [d for d in args.domains if d not in DOMAINS]
-    if unknown:
-        parser.error(f"unknown domains {unknown}; choose from {list(DOMAINS)}")
+    args.domains = parse_domains(parser, args.domains, DOMAINS)
     if args.warmup < 1 or args.iters < 1:
         parser.error("--warmup and --iters must be >= 1")
     if not args.batch_sizes or min(args.batch_sizes) < 1 or not args.hidden_dims or min(args.hidden_dims) < 1:
@@ -467,10 +464,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    from hyperinverter.utils.cpu import tune_allocator
-
-    allocator_tuned = tune_allocator()  # as the command line does; HYPERINVERTER_NO_MALLOC_TUNING=1 to compare
-    print(f"glibc allocator tuning: {'on' if allocator_tuned else 'off'}")
+    tune_cpu_allocator()
     args = parse_args(argv)
     devices = resolve_devices(args.devices)
     ref_dir = find_reference_dir(args.reference_dir)

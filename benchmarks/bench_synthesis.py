@@ -52,10 +52,10 @@ import torch.nn.functional as F
 from hyperinverter import Generator
 
 try:  # python -m benchmarks.bench_synthesis
-    from ._timing import (PeakMemory, device_info, int_list, log, markdown, resolve_devices, time_calls,
+    from ._timing import (PeakMemory, device_info, int_list, log, markdown, resolve_devices, time_calls, tune_cpu_allocator,
                           warm_up_and_count)
 except ImportError:  # python benchmarks/bench_synthesis.py
-    from _timing import (PeakMemory, device_info, int_list, log, markdown, resolve_devices, time_calls,
+    from _timing import (PeakMemory, device_info, int_list, log, markdown, resolve_devices, time_calls, tune_cpu_allocator,
                          warm_up_and_count)
 
 MODES = {
@@ -252,10 +252,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    from hyperinverter.utils.cpu import tune_allocator
-
-    allocator_tuned = tune_allocator()  # as the command line does; HYPERINVERTER_NO_MALLOC_TUNING=1 to compare
-    print(f"glibc allocator tuning: {'on' if allocator_tuned else 'off'}")
+    tune_cpu_allocator()
     args = parse_args(argv)
     devices, results = {}, []
     for device in resolve_devices(args.devices):

@@ -80,9 +80,11 @@ from hyperinverter.train.config import LossConfig
 from hyperinverter.train.recon import ReconstructionLoss
 
 try:  # python -m benchmarks.bench_train
-    from ._timing import PeakMemory, device_info, int_list, log, markdown, resolve_devices, synchronize, time_calls
+    from ._timing import (PeakMemory, device_info, int_list, log, markdown, parse_domains, resolve_devices, synchronize,
+                         time_calls, tune_cpu_allocator)
 except ImportError:  # python benchmarks/bench_train.py
-    from _timing import PeakMemory, device_info, int_list, log, markdown, resolve_devices, synchronize, time_calls
+    from _timing import (PeakMemory, device_info, int_list, log, markdown, parse_domains, resolve_devices, synchronize,
+                         time_calls, tune_cpu_allocator)
 
 DOMAINS = {
     "faces": {"resolution": 1024, "encoders": official_face_encoders,
@@ -450,10 +452,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.domains, args.batch_sizes, args.iters = "churches", [1, 2], 1
-    args.domains = [d.strip() for d in args.domains.split(",") if d.strip()]
-    unknown = [d for d in args.domains if d not in DOMAINS]
-    if unknown:
-        parser.error(f"unknown domains {unknown}; choose from {list(DOMAINS)}")
+    args.domains = parse_domains(parser, args.domains, DOMAINS)
     args.amp = [a.strip() for a in args.amp.split(",") if a.strip()]
     if not args.amp or any(a not in AMP_DTYPES for a in args.amp):
         parser.error(f"--amp takes a comma-separated subset of {list(AMP_DTYPES)}")
@@ -465,10 +464,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    from hyperinverter.utils.cpu import tune_allocator
-
-    allocator_tuned = tune_allocator()  # as the command line does; HYPERINVERTER_NO_MALLOC_TUNING=1 to compare
-    print(f"glibc allocator tuning: {'on' if allocator_tuned else 'off'}")
+    tune_cpu_allocator()
     args = parse_args(argv)
     devices = resolve_devices(args.devices)
     load = {"before": [round(v, 2) for v in os.getloadavg()]} if hasattr(os, "getloadavg") else {}

@@ -160,7 +160,10 @@ class HyperInverter(PretrainedMixin, nn.Module):
 
     def encode_w(self, x: torch.Tensor) -> torch.Tensor:
         """Phase I code: ``[B, 3, H, W]`` -> ``w`` ``[B, w_dim]`` (with ``w_avg``)."""
-        return self.w_encoder(self._encoder_input(x)) + self.generator.w_avg
+        return self._encode_w(self._encoder_input(x))
+
+    def _encode_w(self, x: torch.Tensor) -> torch.Tensor:  # x already checked and resized
+        return self.w_encoder(x) + self.generator.w_avg
 
     def render(self, ws: torch.Tensor, deltas: Optional[Mapping[str, torch.Tensor]] = None,
                batch_size: Optional[int] = None) -> torch.Tensor:
@@ -177,7 +180,12 @@ class HyperInverter(PretrainedMixin, nn.Module):
 
     def predict_deltas(self, x: torch.Tensor, image_w: torch.Tensor) -> Deltas:
         """Δθ from the input and the phase-I image (both resized to the encoder input size)."""
-        x, image_w = self._encoder_input(x), self._encoder_input(image_w)
+        return self._predict_deltas(self._encoder_input(x), self._encoder_input(image_w))
+
+    def _predict_deltas(self, x: torch.Tensor, image_w: torch.Tensor) -> Deltas:  # x checked and resized
+        size = self.config.encoder_input_size
+        if image_w.shape[-2:] != (size, size):
+            image_w = F.interpolate(image_w, size=(size, size), mode="bilinear", align_corners=False)
         if self.w_bar_encoder.training:  # BatchNorm batch statistics: one pass per image set, as officially
             input_codes, image_codes = self.w_bar_encoder(x), self.w_bar_encoder(image_w)
         else:  # running statistics: one pass over both sets is the same and faster
@@ -186,12 +194,12 @@ class HyperInverter(PretrainedMixin, nn.Module):
 
     def forward(self, x: torch.Tensor) -> InversionResult:
         """Invert ``x`` ``[B, 3, H, W]`` in [-1, 1] (any square size; resized for the encoders)."""
-        x = self._encoder_input(x)
-        w = self.encode_w(x)
+        x = self._encoder_input(x)  # checked and resized once
+        w = self._encode_w(x)
         ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)  # [B, num_ws, w_dim]: one code in W
         with torch.no_grad():
             image_w = self.render(ws)
-        deltas = self.predict_deltas(x, image_w)
+        deltas = self._predict_deltas(x, image_w)
         image = self.render(ws, deltas)
         return InversionResult(w=w, ws=ws, deltas=deltas, image=image, image_w=image_w)
 

@@ -418,6 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", type=Path)
     p.add_argument("--network", choices=["generator", "discriminator"], default="generator")
     p.set_defaults(func=cmd_info)
+
+    # Commands defined in their own modules: each module has `add_commands(sub)` (one line each).
+    # --- command modules (start) ---
+    # --- command modules (end) ---
     return parser
 
 

@@ -83,6 +83,10 @@ def find_direction(spec: str, model_dir: Optional[Path]) -> Path:
     if path.is_file():
         return path
     candidates = []
+    if model_dir is not None:
+        from .pretrained import resolve
+
+        model_dir = resolve(model_dir)  # a folder, or a shipped model's name
     if model_dir is not None and (model_dir / "directions").is_dir():
         folder = model_dir / "directions"
         for suffix in DIRECTION_SUFFIXES:
@@ -117,6 +121,55 @@ def write_gif(frames: torch.Tensor, path: Path, duration_ms: int = 80, bounce: b
     images = [Image.fromarray(a) for a in arrays]
     path.parent.mkdir(parents=True, exist_ok=True)
     images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return path
+
+
+def write_video(frames: Union[torch.Tensor, Sequence], path: PathLike, fps: float = 12.5, bounce: bool = True,
+                quality: int = 8) -> Path:
+    """Frames -> an H.264 MP4 (yuv420p, plays in browsers), forth and back when ``bounce``.
+
+    Args:
+        frames: a tensor ``[N, 3, H, W]`` in [-1, 1] (like :func:`write_gif`) or a sequence of uint8
+            ``[H, W, 3]`` arrays of one size.
+        path: the ``.mp4`` file to write (its folder is created).
+        fps: frames per second (``1000 / frame_ms`` matches a GIF's timing).
+        bounce: append the frames in reverse (without repeating the ends) so the clip loops smoothly.
+        quality: imageio's ffmpeg quality, 0 (worst) to 10 (best).
+
+    H.264 in yuv420p needs even sizes: an odd width or height is padded by one pixel (edge copy).
+    Needs ``imageio`` and ``imageio-ffmpeg`` (``pip install 'hyperinverter[media]'``), which brings its
+    own ffmpeg binary.
+    """
+    import numpy as np
+
+    try:
+        import imageio.v2 as imageio
+        import imageio_ffmpeg  # noqa: F401  (the ffmpeg binary; imageio's plugin needs it)
+    except ImportError as e:
+        raise HyperInverterError(f"writing MP4 video needs imageio and imageio-ffmpeg: pip install "
+                                 f"'hyperinverter[media]' ({e})") from e
+    if not (isinstance(fps, (int, float)) and 0 < fps <= 240):
+        raise ValueError(f"fps must be a number in (0, 240], got {fps!r}")
+    arrays = list(to_uint8(frames)) if isinstance(frames, torch.Tensor) else [np.asarray(f) for f in frames]
+    if not arrays:
+        raise ValueError("write_video needs at least one frame")
+    shape = arrays[0].shape
+    if len(shape) != 3 or shape[2] != 3 or any(a.shape != shape or a.dtype != np.uint8 for a in arrays):
+        raise ValueError(f"frames must be [N, 3, H, W] tensors or uint8 [H, W, 3] arrays of one size; got first "
+                         f"frame {shape} {arrays[0].dtype}")
+    if bounce and len(arrays) > 2:
+        arrays = arrays + arrays[-2:0:-1]
+    pad = ((0, shape[0] % 2), (0, shape[1] % 2), (0, 0))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = imageio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=quality,
+                                pixelformat="yuv420p", macro_block_size=1, ffmpeg_log_level="error",
+                                output_params=["-movflags", "+faststart"])
+    try:
+        for a in arrays:
+            writer.append_data(np.pad(a, pad, mode="edge") if any(p[1] for p in pad) else a)
+    finally:
+        writer.close()
     return path
 
 

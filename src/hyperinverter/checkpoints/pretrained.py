@@ -88,7 +88,8 @@ class PretrainedMixin:
     @classmethod
     def read_config(cls, directory: PathLike) -> Any:
         """The config stored in ``directory/config.json``, checked to belong to this class."""
-        path = Path(directory) / CONFIG_NAME
+        directory = _resolve(directory)
+        path = directory / CONFIG_NAME
         if not path.is_file():
             raise CheckpointError(f"{directory}: no {CONFIG_NAME} (not a folder written by save_pretrained)")
         try:
@@ -107,7 +108,12 @@ class PretrainedMixin:
     @classmethod
     def from_pretrained(cls: Type[T], directory: PathLike, device: Union[str, torch.device] = "cpu",
                         dtype: torch.dtype = torch.float32) -> T:
-        """Build the model from ``config.json`` and load ``model.safetensors`` (strict: every tensor must match)."""
+        """Build the model from ``config.json`` and load ``model.safetensors`` (strict: every tensor must match).
+
+        ``directory`` is a folder, or the name of a model shipped with the package (see
+        :mod:`hyperinverter.pretrained`, e.g. ``"portraits64"``). Weights stored in float16 are cast to ``dtype``.
+        """
+        directory = _resolve(directory)
         config = cls.read_config(directory)
         weights = Path(directory) / WEIGHTS_NAME
         if not weights.is_file():
@@ -119,6 +125,12 @@ class PretrainedMixin:
         model = cls(**dataclasses.asdict(config))  # type: ignore[call-arg]
         load_state_dict_checked(model, state, str(weights))  # type: ignore[arg-type]
         return model.to(device=device, dtype=dtype).eval()  # type: ignore[attr-defined,return-value]
+
+
+def _resolve(directory: PathLike) -> Path:
+    from ..pretrained import resolve  # the registry of shipped models
+
+    return resolve(directory)
 
 
 def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -328,9 +328,15 @@ def load_image(
             note += f": the aspect ratio changes from {w / h:.2f} to 1"
         notes.append(note)
         img = img.resize((size, size), filt)
-    arr = np.asarray(img, dtype=np.uint8)
-    x = torch.from_numpy(arr.copy()).permute(2, 0, 1).to(torch.float32)
-    return (x / 127.5 - 1).contiguous(), notes
+    return pil_to_tensor(img), notes
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """An 8-bit RGB PIL image -> float32 ``[3, H, W]`` in [-1, 1] (``x / 127.5 - 1``)."""
+    if img.mode != "RGB":
+        raise ValueError(f"expected an RGB image, got mode {img.mode!r} (load_image converts any mode)")
+    x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).to(torch.float32)
+    return (x / 127.5 - 1).contiguous()
 
 
 def load_images(

@@ -1,0 +1,154 @@
+"""The demo: shipped-model names, portrait directions, `hyperinverter demo` / `export` end to end on a tiny model."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_inverter import make_model
+
+from hyperinverter import CheckpointError, HyperInverter
+from hyperinverter import pretrained
+from hyperinverter.cli import main
+from hyperinverter.data.portraits import ATTRIBUTE_NAMES
+from hyperinverter.demo import (DemoOptions, LabelledCodes, attribute_values, encode_portraits,
+                                fit_portrait_directions, labelled_grid, run_demo)
+from hyperinverter.editing import load_direction_file
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("model")
+    make_model(seed=3).save_pretrained(d)
+    return d
+
+
+def test_resolve_paths_and_names(tmp_path, model_dir):
+    assert pretrained.resolve(model_dir) == model_dir
+    with pytest.raises(CheckpointError, match="not the name of a shipped model"):
+        pretrained.resolve(tmp_path / "nope")
+    with pytest.raises(CheckpointError, match="not the name of a shipped model"):
+        HyperInverter.from_pretrained("no-such-model")
+    for name in pretrained.available():  # every shipped model loads by name, float16 weights cast to float32
+        model = HyperInverter.from_pretrained(name)
+        assert next(model.parameters()).dtype == torch.float32
+        assert pretrained.resolve(name) == pretrained.ROOT / name
+
+
+def test_attribute_values_and_derived():
+    labels = np.random.default_rng(0).random((5, len(ATTRIBUTE_NAMES)))
+    np.testing.assert_allclose(attribute_values(labels, "smile"), labels[:, ATTRIBUTE_NAMES.index("smile")])
+    hair = [ATTRIBUTE_NAMES.index(c) for c in ("hair_r", "hair_g", "hair_b")]
+    np.testing.assert_allclose(attribute_values(labels, "hair_lightness"), labels[:, hair].mean(1))
+    with pytest.raises(ValueError, match="unknown portrait attribute"):
+        attribute_values(labels, "beard")
+
+
+def test_fit_portrait_directions_finds_a_planted_direction():
+    # Codes whose first axis carries the attribute: the fitted direction must point along +e0.
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(400, 8, generator=g)
+    labels = np.zeros((400, len(ATTRIBUTE_NAMES)))
+    labels[:, ATTRIBUTE_NAMES.index("smile")] = w[:, 0].numpy() + 0.1 * np.random.default_rng(0).standard_normal(400)
+    labels[:, ATTRIBUTE_NAMES.index("glasses")] = (w[:, 1] > 0).numpy()
+    data = LabelledCodes(w, labels, list(range(400)))
+    (smile, report), (glasses, _) = fit_portrait_directions(data, ["smile", "glasses"])
+    assert smile.vector[0] > 0.9 and glasses.vector[1] > 0.9
+    assert report["holdout_accuracy"] > 0.9
+    assert smile.strength == pytest.approx(2 * float((w.double() @ smile.vector.double()).std()), rel=1e-5)
+    with pytest.raises(ValueError, match="single value"):
+        fit_portrait_directions(data, ["earring"])
+
+
+def test_encode_portraits_shapes(model_dir):
+    model = HyperInverter.from_pretrained(model_dir)
+    data = encode_portraits(model, 5, batch_size=2)
+    assert data.w.shape == (5, model.generator.w_dim) and data.labels.shape == (5, len(ATTRIBUTE_NAMES))
+    assert data.seeds == list(range(5))
+
+
+def test_labelled_grid_size():
+    rows = [[torch.zeros(3, 8, 8)] * 3] * 2
+    grid = labelled_grid(rows, ["a", "b", "c"], scale=2, pad=4)
+    assert grid.size == (3 * (16 + 4) + 4, 18 + 2 * (16 + 4) + 4)
+
+
+def _fit_directions(model_dir):
+    assert main(["directions", "fit-portraits", "--model", str(model_dir), "--count", "40", "--attributes", "smile",
+                 "yaw", "--device", "cpu"]) == 0
+    return model_dir / "directions"
+
+
+def test_demo_end_to_end(tmp_path, model_dir, capsys):
+    directions = _fit_directions(model_dir)
+    assert sorted(p.name for p in directions.iterdir()) == ["smile.json", "smile.safetensors", "yaw.json",
+                                                            "yaw.safetensors"]
+    capsys.readouterr()
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(model_dir), "-o", str(out), "--count", "3", "--samples", "4",
+                 "--interpolation-steps", "4", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "HyperInverter" in printed and "index.html" in printed
+    for name in ("index.html", "grid.png", "interpolation.gif", "interpolation.png", "samples.png", "metrics.csv",
+                 "metrics.json"):
+        assert (out / name).is_file(), name
+    meta = json.loads((out / "metrics.json").read_text())
+    assert meta["directions"] == ["smile", "yaw"] and len(meta["per_image"]) == 3
+    with open(out / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 and {"mse_phase1", "psnr_hyperinverter", "ssim_phase1"} <= set(rows[0])
+    # The figures are those of the model on the rendered test portraits, recomputed here.
+    model = HyperInverter.from_pretrained(model_dir)
+    from hyperinverter.demo.run import held_out_portraits, per_image_metrics
+    x, names = held_out_portraits(3, 0, model.resolution)
+    m = per_image_metrics(x, model.invert(x))
+    assert float(rows[1]["mse_hyperinverter"]) == pytest.approx(float(m["hyperinverter"]["mse"][1]), rel=1e-4)
+    assert rows[0]["image"] == names[0] == "portrait_2000000"
+    # The grid: 3 rows, input | phase I | HyperInverter | 2 directions x (-, +).
+    grid = Image.open(out / "grid.png")
+    assert grid.width == 120 + 7 * (2 * model.resolution + 4) + 4
+    html = (out / "index.html").read_text()
+    assert "grid.png" in html and "interpolation.gif" in html and "portrait_2000002" in html
+    # An edit moves the picture; strength 0 gives back the HyperInverter image.
+    report = run_demo(model, tmp_path / "zero", model_dir=model_dir, log=lambda s: None,
+                      options=DemoOptions(count=2, strength=0.0, samples=0, interpolation_steps=0))
+    assert report.directions == ["smile", "yaw"] and "interpolation_gif" not in report.files
+
+
+def test_demo_with_user_images_and_bad_files(tmp_path, model_dir, capsys):
+    good = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 50, 3), dtype=np.uint8)).save(good)
+    gray = tmp_path / "b.png"
+    Image.new("L", (40, 40), 128).save(gray)
+    bad = tmp_path / "c.png"
+    bad.write_bytes(b"not an image")
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(model_dir), "-o", str(out), "--images", str(good), str(gray), str(bad),
+                 "--samples", "0", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "c.png" in printed and "skipped" in printed  # the unreadable file is named, the rest goes on
+    meta = json.loads((out / "metrics.json").read_text())
+    assert [r["image"] for r in meta["per_image"]] == ["a", "b"]
+    assert main(["demo", "--model", str(model_dir), "-o", str(out), "--images", str(bad)]) == 2
+    assert "could be read" in capsys.readouterr().err
+    assert main(["demo", "--model", str(tmp_path / "missing"), "-o", str(out)]) == 2
+    assert main(["demo", "--model", str(model_dir), "-o", str(out), "--directions", "nope"]) == 2
+
+
+def test_export_float16_keeps_outputs_close(tmp_path, model_dir):
+    _fit_directions(model_dir)
+    out = tmp_path / "half"
+    assert main(["export", str(model_dir), "-o", str(out)]) == 0
+    assert (out / "directions" / "smile.safetensors").is_file()
+    full, half = HyperInverter.from_pretrained(model_dir), HyperInverter.from_pretrained(out)
+    assert (out / "model.safetensors").stat().st_size < 0.6 * (model_dir / "model.safetensors").stat().st_size
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    a, b = full.invert(x), half.invert(x)
+    assert (a.image - b.image).abs().max() < 0.05
+    direction = load_direction_file(out / "directions" / "yaw.safetensors", 32, full.num_ws)
+    assert direction.name == "yaw"
+    assert main(["export", str(model_dir), "-o", str(model_dir)]) == 2

@@ -101,7 +101,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def _load_model(path: Path, device):
     from .inverter import HyperInverter
 
-    model = HyperInverter.from_pretrained(path, device=device)
+    model = HyperInverter.from_pretrained(path, device=device)  # a folder or a shipped model's name
     print(f"model: {path} ({model.resolution}px, hidden_dim {model.config.hidden_dim}, {len(model.targets)} "
           f"target layers), device {device}")
     return model
@@ -226,6 +226,8 @@ def cmd_directions(args: argparse.Namespace) -> int:
                           sefa_directions)
     from .stylegan2.formats import load_generator
 
+    if args.action == "fit-portraits":
+        return _fit_portrait_directions(args)
     out = Path(args.output)
     if args.action == "fit":
         rows = {}
@@ -264,6 +266,27 @@ def cmd_directions(args: argparse.Namespace) -> int:
             save_direction(Direction(f"sefa{k:02d}", sefa.directions[k], kind="sefa",
                                      description={"eigenvalue": float(sefa.eigenvalues[k])}), out)
         print(f"wrote {args.num} SeFa directions sefaNN to {out}")
+    return 0
+
+
+def _fit_portrait_directions(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .demo.directions import DEMO_ATTRIBUTES, encode_portraits, fit_portrait_directions
+    from .editing import save_direction
+    from .inverter import HyperInverter
+    from .pretrained import resolve
+
+    model_dir = resolve(args.model)
+    model = HyperInverter.from_pretrained(model_dir, device=_device(args.device))
+    attributes = args.attributes or list(DEMO_ATTRIBUTES)
+    with tqdm(total=args.count, unit="img", desc="render + encode") as bar:
+        data = encode_portraits(model, args.count, progress=bar.update)
+    out = Path(args.output) if args.output else model_dir / "directions"
+    for direction, report in fit_portrait_directions(data, attributes, method=args.method):
+        path = save_direction(direction, out)
+        print(f"{direction.name}: held-out accuracy {report['holdout_accuracy']:.3f}, default strength "
+              f"{direction.strength:.3f} -> {path}")
     return 0
 
 
@@ -341,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert_official)
 
     def model_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", "-m", type=Path, required=True, help="folder written by save_pretrained/convert")
+        p.add_argument("--model", "-m", default="portraits64",
+                       help="folder written by save_pretrained/convert, or a shipped model name (default portraits64)")
         p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
 
     p = sub.add_parser("invert", help="invert images: reconstruction, phase-I image and codes per image")
@@ -390,6 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--method", choices=["svm", "logistic"], default="svm")
     q.add_argument("--name", default=None)
     q.add_argument("--output", "-o", type=Path, default=Path("out/directions"))
+    q = dsub.add_parser("fit-portraits", help="fit boundaries for portrait attributes (the demo domain) from "
+                                              "freshly rendered, exactly labelled portraits")
+    q.add_argument("--model", "-m", required=True, help="HyperInverter folder or shipped name (its E1 gives w)")
+    q.add_argument("--attributes", nargs="+", default=None, help="default: smile yaw hair_lightness glasses")
+    q.add_argument("--count", type=int, default=2000, help="training-split portraits to render and encode")
+    q.add_argument("--method", choices=["svm", "logistic"], default="svm")
+    q.add_argument("--device", default="auto")
+    q.add_argument("--output", "-o", type=Path, default=None, help="default: <model>/directions")
     q = dsub.add_parser("pca", help="GANSpace components of the mapping network's w")
     q.add_argument("--generator", "-g", type=Path, required=True)
     q.add_argument("--num", type=int, default=16)
@@ -421,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Commands defined in their own modules: each module has `add_commands(sub)` (one line each).
     # --- command modules (start) ---
+    from .demo.cli import add_commands as _demo; _demo(sub)  # noqa: E702
     # --- command modules (end) ---
     return parser
 

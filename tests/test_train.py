@@ -165,6 +165,18 @@ def test_stop_request_writes_a_checkpoint_and_resume_continues(folder, generator
     assert resumed.step == 5
 
 
+def test_time_budget_stops_like_sigterm_and_resume_continues(folder, generator_dir, tmp_path):
+    # max_minutes tiny: the first step already exceeds it; the run stops with a checkpoint and an export.
+    out = tmp_path / "t"
+    trainer, _ = _train("w-encoder", _w_encoder_overrides(folder, generator_dir, out, 10) + ["run.max_minutes=1e-9"])
+    assert trainer.step == 1 and (out / "checkpoints" / "latest.pt").is_file() and (out / "w_encoder").is_dir()
+    resumed, _ = _train("w-encoder", _w_encoder_overrides(folder, generator_dir, out, 4), resume=True)
+    assert resumed.step == 4
+    with pytest.raises(ConfigError, match="max_minutes"):
+        load_train_config("w-encoder", None, _w_encoder_overrides(folder, generator_dir, out, 4) +
+                          ["run.max_minutes=-1"])
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(folder, generator_dir, tmp_path):
     cls = get_trainer("w-encoder")
 

@@ -35,6 +35,7 @@ class RunConfig:
     val_every: int = 1000  # Steps between validations (0 = never).
     val_images: int = 16  # Images used for validation.
     ckpt_every: int = 1000  # Steps between checkpoints (a checkpoint is also written at the end and on SIGTERM).
+    max_minutes: float = 0.0  # Wall-time budget of this invocation: stop as on SIGTERM (resumable); 0 = none.
 
 
 @dataclass
@@ -166,6 +167,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -252,7 +258,7 @@ def validate(config: Any) -> None:
     for name in ("steps", "batch_size", "grad_accum", "log_every", "val_images"):
         if getattr(run, name) < 1:
             problems.append(f"run.{name} must be >= 1")
-    for name in ("image_every", "val_every", "ckpt_every", "workers"):
+    for name in ("image_every", "val_every", "ckpt_every", "workers", "max_minutes"):
         if getattr(run, name) < 0:
             problems.append(f"run.{name} must be >= 0")
     if run.batch_size % run.grad_accum:

@@ -250,6 +250,7 @@ class Trainer:
         last: dict[str, float] = {}
         self._iterator = None
         images_seen, t0 = 0, time.perf_counter()
+        deadline = t0 + cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
         try:
             while self.step < cfg.steps:
                 self.on_step_start()
@@ -278,6 +279,9 @@ class Trainer:
                     self.write_images()
                 if cfg.val_every and self.step % cfg.val_every == 0:
                     self.run_validation()
+                if time.perf_counter() > deadline and not self._stop_requested:
+                    log.warning("run.max_minutes=%g reached", cfg.max_minutes)
+                    self._stop_requested = True
                 stop = any_across(self.env, self._stop_requested)
                 if stop or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0):
                     self.save_checkpoint()

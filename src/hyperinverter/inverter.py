@@ -93,7 +93,8 @@ class InversionResult:
         """Flat tensor dict for a safetensors file: ``w``, ``ws`` and ``delta.<name>``."""
         out = {"w": self.w, "ws": self.ws}
         out.update({f"delta.{k}": v for k, v in self.deltas.items()})
-        return {k: v.detach().cpu().contiguous() for k, v in out.items()}
+        # clone: an edit's w is a view of its ws, and safetensors refuses tensors that share memory
+        return {k: v.detach().cpu().clone().contiguous() for k, v in out.items()}
 
     @classmethod
     def from_codes(cls, codes: Mapping[str, torch.Tensor]) -> "InversionResult":

@@ -122,6 +122,14 @@ def cmd_invert(args: argparse.Namespace) -> int:
     device = _device(args.device)
     model = _load_model(args.model, device)
     paths = iter_image_paths(args.images)
+    align_failed = []
+    if args.align:  # cut out each photo's face first (crops + JSON in <output>/aligned); the crops are inverted
+        from .faces.cli import align_files
+
+        aligned = align_files(paths, args.output / "aligned", model.resolution, landmarks=args.landmarks)
+        align_failed, paths = aligned.failed, aligned.crops
+        for _, message in align_failed:
+            print(f"skipped: {message}", file=sys.stderr)
     with tqdm(total=len(paths), unit="img", desc="inverting", disable=args.quiet) as bar:
         report = invert_files(model, paths, args.output, batch_size=args.batch_size, device=device,
                               progress=bar.update)
@@ -129,8 +137,8 @@ def cmd_invert(args: argparse.Namespace) -> int:
     for path, message in report.failed:
         print(f"skipped: {message}", file=sys.stderr)
     print(f"wrote {len(report.written)} inversions to {args.output} (<name>.png, <name>_w.png, "
-          f"<name>.codes.safetensors); {len(report.failed)} skipped")
-    return 1 if report.failed else 0
+          f"<name>.codes.safetensors); {len(report.failed) + len(align_failed)} skipped")
+    return 1 if report.failed or align_failed else 0
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
@@ -143,7 +151,12 @@ def cmd_edit(args: argparse.Namespace) -> int:
     direction_path = find_direction(args.direction, args.model)
     direction = load_direction(direction_path, model.generator.w_dim, model.num_ws).to(device)
     layers = parse_layers(args.layers)
-    x, notes = load_single(args.image, model.resolution)
+    face = None
+    if args.align:  # invert the photo's aligned face; every edit is also pasted back into the photo
+        from .faces.cli import align_one, save_pasted
+
+        face, photo, crop = align_one(args.image, args.output, model.resolution, args.landmarks)
+    x, notes = load_single(crop if face is not None else args.image, model.resolution)
     _print_notes({args.image: notes})
     result = model.invert(x.to(device))
     args.output.mkdir(parents=True, exist_ok=True)
@@ -154,6 +167,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
         out = save_image(make_grid(edited.image, padding=0), args.output / f"{name}_{tag}_{strength:+g}.png")
         edits.append(edited.image)
         print(f"wrote {out}")
+        if face is not None:
+            print(f"wrote {save_pasted(face, photo, edited.image, args.output / f'{name}_{tag}_{strength:+g}_photo')}")
     strip = torch.cat([x.to(device), result.image_w, result.image, *edits]).cpu()
     out = save_image(make_grid(strip, columns=strip.shape[0]), args.output / f"{name}_{tag}_strip.png")
     print(f"wrote {out} (input | phase I | HyperInverter | edits at strengths {args.strength})")
@@ -163,7 +178,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 def cmd_interpolate(args: argparse.Namespace) -> int:
     import torch
 
-    from .workflows import load_single, make_grid, save_image, write_gif
+    from .workflows import load_single, make_grid, save_image, write_gif, write_video
 
     device = _device(args.device)
     model = _load_model(args.model, device)
@@ -178,6 +193,8 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     save_image(make_grid(frames, columns=len(frames)), args.output / "strip.png")
     gif = write_gif(frames, args.output / "interpolation.gif", duration_ms=args.frame_ms)
     print(f"wrote {len(frames)} frames, strip.png and {gif}")
+    if args.mp4:
+        print(f"wrote {write_video(frames, args.output / 'interpolation.mp4', fps=1000 / args.frame_ms)}")
     return 0
 
 
@@ -374,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", type=Path, default=Path("out/invert"))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--align", action="store_true", help="FFHQ-align the face of each photo first (dlib)")
+    p.add_argument("--landmarks", type=Path, default=None, help="dlib 68-landmark model file for --align")
     p.set_defaults(func=cmd_invert)
 
     p = sub.add_parser("edit", help="invert an image and move its w along a direction (residuals kept)")
@@ -384,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=float, nargs="+", default=[-3.0, 3.0], help="one or more strengths")
     p.add_argument("--layers", default=None, help="rows of ws to move, 'first:stop' (default: all)")
     p.add_argument("--output", "-o", type=Path, default=Path("out/edit"))
+    p.add_argument("--align", action="store_true", help="FFHQ-align the photo's face first (dlib) and also write "
+                                                        "each edit pasted back into the photo (<name>_..._photo)")
+    p.add_argument("--landmarks", type=Path, default=None, help="dlib 68-landmark model file for --align")
     p.set_defaults(func=cmd_edit)
 
     p = sub.add_parser("interpolate", help="interpolate between two images (w and residuals): frames + GIF")
@@ -392,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(p)
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--frame-ms", type=int, default=80, help="GIF frame duration")
+    p.add_argument("--mp4", action="store_true", help="also write interpolation.mp4 (H.264; hyperinverter[media])")
     p.add_argument("--output", "-o", type=Path, default=Path("out/interpolate"))
     p.set_defaults(func=cmd_interpolate)
 
@@ -454,6 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Commands defined in their own modules: each module has `add_commands(sub)` (one line each).
     # --- command modules (start) ---
     from .demo.cli import add_commands as _demo; _demo(sub)  # noqa: E702
+    from .faces.cli import add_commands as _faces; _faces(sub)  # noqa: E702
+    from .evaluation.cli import add_commands as _evaluation; _evaluation(sub)  # noqa: E702
+    from .serve.cli import add_commands as _serve; _serve(sub)  # noqa: E702
     # --- command modules (end) ---
     return parser
 

@@ -20,12 +20,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     device = _device(args.device)
     model_dir = resolve(args.model)
     model = HyperInverter.from_pretrained(model_dir, device=device)
-    torch.set_grad_enabled(False)
     print(f"model: {args.model} ({model.resolution}px), device {device}")
     options = DemoOptions(count=args.count, start=args.start, directions=args.directions, strength=args.strength,
                           interpolation_steps=args.interpolation_steps, samples=args.samples, seed=args.seed,
                           batch_size=args.batch_size)
-    report = run_demo(model, args.output, images=args.images, model_dir=model_dir, options=options)
+    with torch.no_grad():  # scoped: the CLI may run inside another program (tests, notebooks)
+        report = run_demo(model, args.output, images=args.images, model_dir=model_dir, options=options)
     for note in report.notes:
         print(f"note: {note}")
     p1, p2 = report.summary["phase1"], report.summary["hyperinverter"]

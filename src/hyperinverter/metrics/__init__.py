@@ -5,6 +5,8 @@ Images are ``[B, 3, H, W]`` floats in [-1, 1].
 * Reconstruction: :func:`mse` and LPIPS at 256x256 (:func:`resize_for_protocol`), :func:`psnr`,
   :func:`ssim`, :func:`ms_ssim` at full resolution, ID similarity (ArcFace cosine); together in
   :class:`ReconstructionMetrics`.
+* Identity without downloads: dlib's 128-D face descriptor (:class:`DlibIdentity`; needs the optional
+  ``dlib`` and ``face_recognition_models`` packages, :func:`dlib_identity_status` says why not).
 * Realism: FID and KID on Inception pool3 features (:class:`InceptionFeatures`, :func:`compute_fid_kid`).
 
 The networks (:class:`~hyperinverter.losses.LPIPS`, :class:`~hyperinverter.losses.IdentitySimilarity`,
@@ -14,6 +16,7 @@ nothing is downloaded. A metric whose file is not given is unavailable (:func:`a
 
 from ..losses.identity import IdentitySimilarity
 from ..losses.lpips import LPIPS
+from .dlib_identity import DlibIdentity, DlibIdentityResult, DlibUnavailableError, dlib_identity_status
 from .fid import (
     FeatureExtractor,
     FidKidResult,
@@ -34,6 +37,9 @@ __all__ = [
     "METRIC_NAMES",
     "MS_SSIM_WEIGHTS",
     "PROTOCOL_SIZE",
+    "DlibIdentity",
+    "DlibIdentityResult",
+    "DlibUnavailableError",
     "FeatureExtractor",
     "FidKidResult",
     "IdentitySimilarity",
@@ -43,6 +49,7 @@ __all__ = [
     "ReconstructionMetrics",
     "available_metrics",
     "compute_fid_kid",
+    "dlib_identity_status",
     "extract_features",
     "feature_statistics",
     "fid_from_features",

@@ -26,13 +26,7 @@ FAST = {"w_encoder": {}, "hyperinverter": {}, "w_opt": {"steps": 12, "lr": 0.05}
         "wplus_opt": {"steps": 12, "lr": 0.05}, "pti": {"pivot_steps": 6, "pivot_lr": 0.05, "steps": 12, "lr": 3e-3}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and leaves the other core alone."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

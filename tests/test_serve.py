@@ -31,18 +31,12 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # Gradio's queue triggers pandas deprecation warnings of its own.
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
-              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+              pytest.mark.usefixtures("one_torch_thread")]
 DIRECTION_NAMES = ["age", "ganspace_pc0", "ganspace_pc1", "ganspace_pc2", "pose", "smile"]
 
 
 # ------------------------------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: modest CPU use, and no thread thrashing on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Retrain the shipped demo model (hyperinverter/pretrained/portraits64) from nothing, with the project's
-# own commands: portraits -> StyleGAN2 -> W encoder (phase I) -> hypernetworks (phase II) -> directions
-# -> float16 export into the package.
+# own commands: portrait pairs -> StyleGAN2 taught by the renderer -> W encoder (phase I) -> hypernetworks
+# (phase II) -> directions -> float16 export into the package.
 #
 #   bash scripts/train_demo.sh                 # every stage
 #   bash scripts/train_demo.sh w hyper pack    # some stages (data gan w hyper pack)
@@ -9,32 +9,44 @@
 # Each training stage resumes from its checkpoint when there is one, so running the script again
 # continues where it stopped. Wall-time budgets per stage (minutes, 0 = the preset's step count):
 #   GAN_MINUTES, W_MINUTES, HYPER_MINUTES.  Extra key=value overrides: GAN_ARGS, W_ARGS, HYPER_ARGS.
-# The shipped model was made on a 2-core CPU in about two hours (GAN 3732 steps over two resumed runs,
-# W encoder 3194 steps in 20 minutes, hypernetworks 1964 steps in 35 minutes, all at batch 16); the same
-# step counts from scratch:
-#   GAN_ARGS=run.steps=3732 W_ARGS=run.steps=3194 HYPER_ARGS=run.steps=1964 bash scripts/train_demo.sh
-# On a GPU leave the budgets at 0 to run the presets' full step counts (5000 / 10000 / 10000).
+# Step counts of the shipped model (README "The demo model" says what they took on which machine):
+#   GAN_STEPS, W_CODE_STEPS (phase I on codes only), W_STEPS (in all), HYPER_STEPS.
+# On a GPU leave the budgets at 0 and raise the step counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HI="${HI:-.venv/bin/hyperinverter}"
+GAN_STEPS="${GAN_STEPS:-20000}"
+W_CODE_STEPS="${W_CODE_STEPS:-2000}"
+W_STEPS="${W_STEPS:-4000}"
+HYPER_STEPS="${HYPER_STEPS:-10000}"
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(data gan w hyper pack)
 has() { local s; for s in "${stages[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 resume() { [ -f "$1/checkpoints/latest.pt" ] && echo --resume || true; }
+step_of() { [ -f "$1/log.txt" ] && tail -1 "$1/log.txt" | sed -n 's/^step=\([0-9]*\).*/\1/p' || echo 0; }
 
 if has data; then
-  [ -f data/portraits64/train/labels.csv ] || $HI data portraits --count 20000 --split train -o data/portraits64/train --workers 2 --quiet
-  [ -f data/portraits64/val/labels.csv ] || $HI data portraits --count 1000 --split val -o data/portraits64/val --workers 2 --quiet
+  # 40k (z, image) pairs: portrait i is the render of attributes_from_latent(latents[i]) (numpy seed 7).
+  [ -f data/pairs64/labels.csv ] || $HI data portraits --count 40000 --latents 64 --start 7 -o data/pairs64 --workers 2 --quiet
+  [ -f data/portraits64/val/labels.csv ] || $HI data portraits --count 500 --split val -o data/portraits64/val --quiet
   [ -f data/portraits64/test/labels.csv ] || $HI data portraits --count 200 --split test -o data/portraits64/test --quiet
 fi
 if has gan; then
-  $HI train gan -c configs/gan_demo64.yaml $(resume runs/gan_demo64) run.max_minutes="${GAN_MINUTES:-0}" ${GAN_ARGS:-}
+  $HI train gan-teacher -c configs/gan_teacher_demo64.yaml $(resume runs/gan_teacher_demo64) \
+    run.steps="$GAN_STEPS" run.max_minutes="${GAN_MINUTES:-0}" ${GAN_ARGS:-}
 fi
 if has w; then
-  $HI train w-encoder -c configs/w_encoder_demo64.yaml $(resume runs/w_encoder_demo64) run.max_minutes="${W_MINUTES:-0}" ${W_ARGS:-}
+  # Phase I, part 1: codes only (no synthesis, ~10x faster per step); part 2: codes + image losses.
+  if [ "$(step_of runs/w_encoder_demo64)" -lt "$W_CODE_STEPS" ] 2>/dev/null; then
+    $HI train w-encoder -c configs/w_encoder_demo64.yaml $(resume runs/w_encoder_demo64) \
+      run.steps="$W_CODE_STEPS" losses.l2=0 losses.grad=0 run.val_every=0 run.image_every=0 ${W_ARGS:-}
+  fi
+  $HI train w-encoder -c configs/w_encoder_demo64.yaml --resume run.steps="$W_STEPS" \
+    run.max_minutes="${W_MINUTES:-0}" ${W_ARGS:-}
 fi
 if has hyper; then
-  $HI train hypernet -c configs/hypernet_demo64.yaml $(resume runs/hypernet_demo64) run.max_minutes="${HYPER_MINUTES:-0}" ${HYPER_ARGS:-}
+  $HI train hypernet -c configs/hypernet_demo64.yaml $(resume runs/hypernet_demo64) run.steps="$HYPER_STEPS" \
+    run.max_minutes="${HYPER_MINUTES:-0}" ${HYPER_ARGS:-}
 fi
 if has pack; then
   $HI directions fit-portraits --model runs/hypernet_demo64/model --count 2000

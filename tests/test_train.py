@@ -71,9 +71,9 @@ def _w_encoder_overrides(folder, generator_dir, out, steps):
 # ----------------------------------------------------------------------------------------------- presets
 @pytest.mark.parametrize("preset", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
 def test_presets_parse_and_validate(preset):
-    kind = {"gan": "gan", "w_encoder": "w-encoder", "hypernet": "hypernet"}[preset.split("_")[0]
-                                                                             if not preset.startswith("w_")
-                                                                             else "w_encoder"]
+    import yaml
+
+    kind = yaml.safe_load((CONFIGS / f"{preset}.yaml").read_text())["kind"]
     config = load_train_config(kind, CONFIGS / f"{preset}.yaml", ["run.steps=3"])
     assert config.run.steps == 3
 

@@ -204,16 +204,16 @@ _IRIS = np.array([(96, 58, 30), (52, 32, 20), (70, 120, 180), (78, 128, 80), (12
                   (140, 108, 50)], float)
 
 
-def _palette_pick(rng: np.random.Generator, palette: np.ndarray, jitter: float) -> RGB:
+def _palette_pick(rng, palette: np.ndarray, jitter: float) -> RGB:
     c = palette[rng.integers(len(palette))] / 255.0 + rng.uniform(-jitter, jitter, 3)
     return tuple(float(x) for x in np.clip(c, 0.0, 1.0))
 
 
-def _hsv_pick(rng: np.random.Generator, s: Tuple[float, float], v: Tuple[float, float]) -> RGB:
+def _hsv_pick(rng, s: Tuple[float, float], v: Tuple[float, float]) -> RGB:
     return tuple(float(x) for x in colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(*s), rng.uniform(*v)))
 
 
-def _disk_pick(rng: np.random.Generator, r_max: float) -> Tuple[float, float]:
+def _disk_pick(rng, r_max: float) -> Tuple[float, float]:
     angle, r = rng.uniform(-math.pi, math.pi), r_max * math.sqrt(rng.uniform())
     return (r * math.cos(angle), r * math.sin(angle))
 
@@ -222,8 +222,12 @@ def sample_attributes(seed: int) -> PortraitAttributes:
     """The attributes of portrait ``seed``: a fixed sequence of draws from ``numpy.random.default_rng(seed)``."""
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    rng = np.random.default_rng(int(seed))
-    # Every draw happens unconditionally and in a fixed order, so each attribute depends only on the seed.
+    return _draw_attributes(np.random.default_rng(int(seed)))
+
+
+def _draw_attributes(rng) -> PortraitAttributes:
+    """The attribute distribution, as a fixed sequence of draws from ``rng`` (a numpy Generator or a
+    :class:`LatentDraws`; only ``uniform``, ``normal``, ``integers`` and ``beta`` are called)."""
     background = _hsv_pick(rng, (0.08, 0.5), (0.5, 0.95))
     gradient = _disk_pick(rng, 1.0)
     skin = float(rng.uniform())
@@ -252,6 +256,93 @@ def sample_attributes(seed: int) -> PortraitAttributes:
         glasses=glasses, light_direction=light, clothes_color=clothes, collar_pattern=collar, earring=earring,
         freckles=freckles, detail_seed=detail_seed,
     )
+
+
+#: Entries of a latent vector that :func:`attributes_from_latent` reads (one per scalar draw of the
+#: attribute distribution; the freckle count's entry is read only when the portrait has freckles, so the
+#: detail seed's entry is the last one read). A latent may be longer: the rest is ignored.
+LATENT_DRAWS = 38
+
+
+def _phi(x: float) -> float:
+    """The standard normal CDF."""
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+_BETA_TABLES: Dict[Tuple[float, float], Tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _beta_ppf(q: float, a: float, b: float) -> float:
+    """Quantile of Beta(a, b) by inverting its CDF tabulated on 4097 points (error < 1e-4)."""
+    if (a, b) not in _BETA_TABLES:
+        x = np.linspace(0.0, 1.0, 4097)
+        mid = 0.5 * (x[1:] + x[:-1])
+        pdf = mid ** (a - 1.0) * (1.0 - mid) ** (b - 1.0)
+        cdf = np.concatenate([[0.0], np.cumsum(pdf)])
+        _BETA_TABLES[(a, b)] = (cdf / cdf[-1], x)
+    cdf, x = _BETA_TABLES[(a, b)]
+    return float(np.interp(q, cdf, x))
+
+
+class LatentDraws:
+    """The draws of the attribute distribution taken from a Gaussian vector instead of a random stream.
+
+    Each scalar draw reads the next entry ``z_k`` of ``z``: ``uniform(lo, hi)`` is
+    ``lo + (hi - lo) * Phi(z_k)``, ``normal(m, s)`` is ``m + s * z_k``, ``integers(lo, hi)`` is
+    ``lo + floor((hi - lo) * Phi(z_k))`` and ``beta(a, b)`` is the Beta quantile of ``Phi(z_k)``
+    (``Phi`` = the standard normal CDF). For ``z ~ N(0, I)`` every attribute has exactly the distribution
+    of :func:`sample_attributes`, and each continuous attribute is a smooth monotone function of its own
+    entry: this is the fixed map from a generator's ``z`` to a portrait that the demo generator learns
+    (:func:`attributes_from_latent`).
+    """
+
+    def __init__(self, z: Sequence[float]):
+        self.z = np.asarray(z, dtype=np.float64).reshape(-1)
+        self.k = 0
+
+    def _next(self, n: int = 1) -> np.ndarray:
+        if self.k + n > self.z.size:
+            raise ValueError(f"a latent needs at least {LATENT_DRAWS} entries, got {self.z.size}")
+        out = self.z[self.k:self.k + n]
+        self.k += n
+        return out
+
+    def _u(self, n: int) -> np.ndarray:
+        # Clipped away from 0 and 1 so that integers() never reaches its (exclusive) upper end.
+        return np.clip([_phi(x) for x in self._next(n)], 1e-12, 1.0 - 1e-12)
+
+    def uniform(self, low: float = 0.0, high: float = 1.0, size: Optional[int] = None):
+        u = low + (high - low) * self._u(1 if size is None else int(size))
+        return float(u[0]) if size is None else u
+
+    def normal(self, loc: float = 0.0, scale: float = 1.0) -> float:
+        return float(loc + scale * self._next(1)[0])
+
+    def integers(self, low: int, high: Optional[int] = None) -> int:
+        low, high = (0, low) if high is None else (low, high)
+        return int(low + min(int((high - low) * self._u(1)[0]), high - low - 1))
+
+    def beta(self, a: float, b: float) -> float:
+        return _beta_ppf(float(self._u(1)[0]), a, b)
+
+
+def attributes_from_latent(z: Sequence[float]) -> PortraitAttributes:
+    """The portrait of a Gaussian vector ``z`` (at least :data:`LATENT_DRAWS` entries; see :class:`LatentDraws`).
+
+    The demo generator is trained to draw ``render_portrait(attributes_from_latent(z))`` from the same
+    ``z``; :func:`normalize_latent` is applied first, as the generator's mapping network does.
+    """
+    z = np.asarray(z, dtype=np.float64).reshape(-1)
+    if z.size < LATENT_DRAWS or not np.all(np.isfinite(z)):
+        raise ValueError(f"z must hold at least {LATENT_DRAWS} finite numbers, got {z.size} entries")
+    return _draw_attributes(LatentDraws(normalize_latent(z)))
+
+
+def normalize_latent(z: np.ndarray) -> np.ndarray:
+    """``z / rms(z)``: StyleGAN2's mapping normalises z this way, so the portrait is a function of what the
+    generator sees (the direction of z), not of its length."""
+    z = np.asarray(z, dtype=np.float64)
+    return z / np.sqrt(np.mean(z * z) + 1e-8)
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -794,6 +885,8 @@ def _is_portrait_png(path: Path) -> bool:
 def _is_label_file(path: Path) -> bool:
     """Whether ``path`` looks like a labels file written by write_portraits (so overwriting it is safe)."""
     try:
+        if path.suffix == ".npy":
+            return np.load(path, mmap_mode="r", allow_pickle=False).dtype == np.float32
         if path.suffix == ".json":
             data = json.loads(path.read_text())
             return isinstance(data, list) and all(isinstance(r, dict) and {"file", "seed"} <= r.keys() for r in data)
@@ -803,9 +896,13 @@ def _is_label_file(path: Path) -> bool:
         return False
 
 
-def _render_job(job: Tuple[int, int, str]) -> Tuple[int, dict, List[float]]:
-    seed, size, path = job
-    img, attrs = render_seed(seed, size)
+def _render_job(job: Tuple[int, int, str, Optional[np.ndarray]]) -> Tuple[int, dict, List[float]]:
+    seed, size, path, latent = job
+    if latent is None:
+        img, attrs = render_seed(seed, size)
+    else:
+        attrs = attributes_from_latent(latent)
+        img = render_portrait(attrs, size)
     img.save(path, format="PNG", pnginfo=_png_info(seed))
     return seed, attrs.to_dict(), [float(x) for x in attrs.to_vector()]
 
@@ -825,6 +922,7 @@ def write_portraits(
     start: int = 0,
     workers: int = 1,
     progress: Optional[Callable[[int], None]] = None,
+    latents: Optional[np.ndarray] = None,
 ) -> Path:
     """Render seeds ``split_seeds(split, count, start)`` into ``out_dir``; returns ``out_dir`` as a Path.
 
@@ -835,8 +933,19 @@ def write_portraits(
     a folder, a foreign ``labels.*``) raises :class:`PortraitOutputError` before anything is written.
     ``workers > 1`` renders in a process pool. ``progress(n)`` is called after each image with the
     number of images written so far.
+
+    ``latents`` (``[count, z_dim]``, see :func:`attributes_from_latent`): draw portrait ``i`` from
+    ``latents[i]`` instead of a seed; files are then named by the index ``i`` (the ``seed`` column holds
+    it, ``split`` is ``"latent"``) and the latents are written to ``latents.npy`` (float32, row ``i`` =
+    file ``{i:07d}.png``), which makes the folder a set of (z, image) pairs.
     """
-    seeds = split_seeds(split, count, start)
+    if latents is not None:
+        latents = np.asarray(latents, dtype=np.float32)
+        if latents.ndim != 2 or latents.shape[0] != count or latents.shape[1] < LATENT_DRAWS:
+            raise ValueError(f"latents must be [count={count}, >= {LATENT_DRAWS}], got {list(latents.shape)}")
+        seeds, split = range(count), "latent"
+    else:
+        seeds = split_seeds(split, count, start)
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 32:
@@ -851,7 +960,7 @@ def write_portraits(
         p = out / f"{seed:07d}.png"
         if (p.exists() or p.is_symlink()) and not (p.is_file() and _is_portrait_png(p)):
             conflicts.append(p.name)
-    for name in _LABEL_FILES:
+    for name in _LABEL_FILES + (("latents.npy",) if latents is not None else ()):
         p = out / name
         if (p.exists() or p.is_symlink()) and not (p.is_file() and _is_label_file(p)):
             conflicts.append(name)
@@ -859,7 +968,8 @@ def write_portraits(
         listed = ", ".join(conflicts[:5]) + (f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
         raise PortraitOutputError(f"{out}: refusing to overwrite files not written by write_portraits: {listed}")
 
-    jobs = [(seed, int(size), str(out / f"{seed:07d}.png")) for seed in seeds]
+    jobs = [(seed, int(size), str(out / f"{seed:07d}.png"), None if latents is None else latents[i])
+            for i, seed in enumerate(seeds)]
     results = []
 
     def collect(it):
@@ -876,6 +986,11 @@ def write_portraits(
 
     records = [{"file": f"{seed:07d}.png", "seed": seed, "split": split, "attributes": d, "vector": vec}
                for seed, d, vec in results]
+    if latents is not None:
+        tmp = out / ".latents.npy.tmp"
+        with open(tmp, "wb") as f:
+            np.save(f, latents)
+        os.replace(tmp, out / "latents.npy")
     _atomic_write(out / "labels.json", json.dumps(records, indent=1))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

@@ -105,16 +105,19 @@ class AttributeRegressor(PretrainedMixin, nn.Module):
         self.register_buffer("binary", torch.tensor([a in BINARY_ATTRIBUTES for a in self.attributes]),
                              persistent=False)  # [A] bool
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Raw outputs ``[B, A]``: normalised values (continuous) and logits (binary)."""
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``[B, widths[-1]]`` (what the head reads): a feature space for KID on portraits."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must have shape [B, 3, H, W], got {list(images.shape)}")
         size = self.config.input_size
         if tuple(images.shape[-2:]) != (size, size):
             images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
                                    antialias=images.shape[-1] > size)
-        x = self.features(images.to(self.head.weight.dtype))
-        return self.head(x.mean(dim=(2, 3)))
+        return self.features(images.to(self.head.weight.dtype)).mean(dim=(2, 3))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw outputs ``[B, A]``: normalised values (continuous) and logits (binary)."""
+        return self.head(self.embed(images))
 
     def predict_normalized(self, images: torch.Tensor) -> torch.Tensor:
         """``[B, A]`` on a common scale: continuous attributes mapped from their range to [0, 1] (not clipped),

@@ -9,6 +9,7 @@ from .identity import FACE_CROP, IdentitySimilarity, IDLoss, IRSE50FaceNet, face
 from .lpips import LPIPS, AlexNetFeatures, LPIPSHeads, VGG16Features
 from .moco import MocoLoss, ResNet50Features
 from .optional import optional_loss
+from .pixel import gradient_loss, l1_loss
 
 __all__ = [
     "FACE_CROP",
@@ -24,6 +25,8 @@ __all__ = [
     "discriminator_loss",
     "face_crop",
     "generator_loss",
+    "gradient_loss",
+    "l1_loss",
     "optional_loss",
     "path_length_penalty",
     "r1_penalty",

@@ -1,10 +1,10 @@
 """Training: typed configs, the shared loop (processes, checkpoints, resume), and the three trainings."""
 
-from .config import (ConfigError, DataConfig, GanTrainConfig, HypernetTrainConfig, LossConfig, RunConfig,
+from .config import (ConfigError, DataConfig, GanTeacherTrainConfig, GanTrainConfig, HypernetTrainConfig, LossConfig, RunConfig,
                      WEncoderTrainConfig, load_train_config, to_yaml)
 from .trainer import Trainer, TrainingError
 
-__all__ = ["ConfigError", "DataConfig", "GanTrainConfig", "HypernetTrainConfig", "LossConfig", "RunConfig",
+__all__ = ["ConfigError", "DataConfig", "GanTeacherTrainConfig", "GanTrainConfig", "HypernetTrainConfig", "LossConfig", "RunConfig",
            "Trainer", "TrainingError", "WEncoderTrainConfig", "get_trainer", "load_train_config", "to_yaml"]
 
 
@@ -14,6 +14,10 @@ def get_trainer(kind: str):
         from .gan import GanTrainer
 
         return GanTrainer
+    if kind == "gan-teacher":
+        from .gan_teacher import GanTeacherTrainer
+
+        return GanTeacherTrainer
     if kind == "w-encoder":
         from .w_encoder import WEncoderTrainer
 

@@ -53,6 +53,8 @@ class LossConfig:
     """Loss weights (0 = off) and the local weight files of the networks they need (None = off)."""
 
     l2: float = 1.0
+    l1: float = 0.0  # Mean absolute error.
+    grad: float = 0.0  # Mean absolute error of neighbour differences (losses.gradient_loss): sharpens edges.
     lpips: float = 0.8
     lpips_net: str = "alex"  # alex or vgg.
     lpips_backbone_path: Optional[str] = None  # torchvision-layout ImageNet backbone file.
@@ -90,6 +92,21 @@ class GanTrainConfig:
 
 
 @dataclass
+class GanTeacherTrainConfig(GanTrainConfig):
+    """``hyperinverter train gan-teacher``: StyleGAN2 taught by (z, image) pairs (``data portraits --latents``).
+
+    The generator is trained to draw each pair's image from its ``z`` (a reconstruction loss through the
+    mapping and synthesis networks), optionally with the adversarial loss of ``train gan`` on top; the
+    result is an ordinary StyleGAN2 (learned mapping, W space, noise inputs). ``data.train`` is a pairs folder.
+    """
+
+    recon_l1: float = 1.0  # Weight of the mean absolute error between G(z) and the pair's image.
+    recon_grad: float = 1.0  # Weight of the mean absolute error between their horizontal/vertical differences.
+    adv: float = 0.0  # Weight of the non-saturating adversarial loss on random z (0 = no discriminator step).
+    adv_start_step: int = 0  # Step from which the adversarial term (and the discriminator) train.
+
+
+@dataclass
 class WEncoderTrainConfig:
     """``hyperinverter train w-encoder`` (phase I): E1 with the generator frozen."""
 
@@ -100,6 +117,7 @@ class WEncoderTrainConfig:
     encoder: dict = field(default_factory=dict)  # WEncoderConfig fields (w_dim from the generator).
     encoder_input_size: int = 256  # Images are resized to this before E1.
     lr: float = 1e-4
+    w_loss: float = 0.0  # With a pairs folder as data.train: weight of ||E1(x) - mapping(z)||^2 / w_dim.
 
 
 @dataclass
@@ -122,7 +140,7 @@ class HypernetTrainConfig:
     best_excludes_after_adv: int = 0  # Steps after the adversarial switch not considered for the best model.
 
 
-TRAIN_CONFIGS = {"gan": GanTrainConfig, "w-encoder": WEncoderTrainConfig, "hypernet": HypernetTrainConfig}
+TRAIN_CONFIGS = {"gan": GanTrainConfig, "gan-teacher": GanTeacherTrainConfig, "w-encoder": WEncoderTrainConfig, "hypernet": HypernetTrainConfig}
 
 
 # ------------------------------------------------------------------------------------- construction
@@ -273,7 +291,7 @@ def validate(config: Any) -> None:
     if losses is not None:
         if losses.lpips_net not in ("alex", "vgg"):
             problems.append(f"losses.lpips_net must be alex or vgg, got {losses.lpips_net!r}")
-        for name in ("l2", "lpips", "id", "moco", "w_reg", "adv", "r1_gamma"):
+        for name in ("l2", "l1", "grad", "lpips", "id", "moco", "w_reg", "adv", "r1_gamma"):
             if getattr(losses, name) < 0:
                 problems.append(f"losses.{name} must be >= 0")
         if losses.lpips > 0 and losses.lpips_backbone_path and not losses.lpips_head_path:
@@ -296,6 +314,12 @@ def validate(config: Any) -> None:
             problems.append("r1_every and pl_every must be >= 1")
         if not 0 <= config.style_mixing <= 1:
             problems.append("style_mixing must be a probability")
+    if isinstance(config, GanTeacherTrainConfig):
+        for name in ("recon_l1", "recon_grad", "adv"):
+            if getattr(config, name) < 0:
+                problems.append(f"{name} must be >= 0")
+        if config.data.hflip:
+            problems.append("data.hflip must be false for gan-teacher: a flipped image is not the picture of its z")
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
 

@@ -81,10 +81,17 @@ class GanTrainer(Trainer):
         self.optimizer_step(self.g_opt, self.G.parameters())
         self.D.requires_grad_(True)
 
-        # Discriminator: logistic loss, lazy R1.
+        logs.update(self.discriminator_step(real))
+        self.update_ema(real.shape[0])
+        return logs
+
+    def discriminator_step(self, real: torch.Tensor) -> dict[str, float]:
+        """One discriminator step: logistic loss on ``real`` and fresh fakes, lazy R1."""
+        cfg = self.config
+        logs = {}
         self.d_opt.zero_grad(set_to_none=True)
         total, r1_total = 0.0, 0.0
-        do_r1 = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
+        do_r1 = cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0
         for part in self.micro_batches(real):
             with torch.no_grad():
                 fake = self.G.synthesis(self._ws(part.shape[0]), noise_mode="random")
@@ -102,20 +109,22 @@ class GanTrainer(Trainer):
         if do_r1:
             logs["r1"] = r1_total
         self.optimizer_step(self.d_opt, self.D.parameters())
+        return logs
 
-        # EMA generator (half-life in images, ramped up at the start).
-        batch = real.shape[0] * self.env.world_size
+    @torch.no_grad()
+    def update_ema(self, rank_batch: int) -> None:
+        """Move G_ema towards G (half-life in images, ramped up at the start)."""
+        cfg = self.config
+        batch = rank_batch * self.env.world_size
         self.images_seen += batch
         ema_nimg = cfg.ema_kimg * 1000
         if cfg.ema_rampup is not None:
             ema_nimg = min(ema_nimg, self.images_seen * cfg.ema_rampup)
         beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
-        with torch.no_grad():
-            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                p_ema.copy_(p.detach().lerp(p_ema, beta))
-            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-                b_ema.copy_(b)
-        return logs
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
 
     @torch.no_grad()
     def sample_images(self, images: torch.Tensor) -> torch.Tensor:

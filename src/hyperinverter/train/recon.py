@@ -1,4 +1,4 @@
-"""The reconstruction objective of both inversion phases: L2 + LPIPS + identity or MoCo, each optional."""
+"""The reconstruction objective of both inversion phases: L2, L1, edges, LPIPS, identity or MoCo, each optional."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..losses.pixel import gradient_loss, l1_loss
 from .config import LossConfig
 
 log = logging.getLogger("hyperinverter")
@@ -34,6 +35,13 @@ class ReconstructionLoss(nn.Module):
             if net is not None:
                 net.eval().requires_grad_(False)
 
+    @property
+    def active(self) -> bool:
+        """Whether any image term is on (with none, a trainer need not synthesise images at all)."""
+        c = self.cfg
+        return (c.l2 > 0 or c.l1 > 0 or c.grad > 0 or self.lpips is not None or self.id is not None
+                or self.moco is not None)
+
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         size = self.cfg.loss_resolution
         return F.adaptive_avg_pool2d(x, size) if x.shape[-1] > size else x
@@ -46,6 +54,14 @@ class ReconstructionLoss(nn.Module):
             l2 = F.mse_loss(out, tgt)
             total = total + self.cfg.l2 * l2
             logs["l2"] = l2.item()
+        if self.cfg.l1 > 0:
+            l1 = l1_loss(out, tgt)
+            total = total + self.cfg.l1 * l1
+            logs["l1"] = l1.item()
+        if self.cfg.grad > 0:
+            grad = gradient_loss(out, tgt)
+            total = total + self.cfg.grad * grad
+            logs["grad"] = grad.item()
         if self.lpips is not None:
             lp = self.lpips(out, tgt).mean()
             total = total + self.cfg.lpips * lp

@@ -56,8 +56,7 @@ class Trainer:
         # fp16 autocast needs loss scaling (gradients underflow otherwise); a no-op for fp32/bf16 and on CPU.
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.run.amp == "fp16" and self.device.type == "cuda")
         self.build()
-        self.dataset = ImageFolderDataset(config.data.train, self.resolution, hflip=config.data.hflip,
-                                          check=config.data.check, seed=config.run.seed)
+        self.dataset = self.make_dataset()
         self.sampler = ResumableSampler(len(self.dataset), self.rank_batch_size(config.run.batch_size),
                                         seed=config.run.seed, rank=self.env.rank, world_size=self.env.world_size,
                                         yield_epoch=True)  # (index, epoch) pairs: flips follow the epoch in workers
@@ -97,6 +96,12 @@ class Trainer:
 
     def on_step_start(self) -> None:
         """Hook for schedules (e.g. switching batch size when the adversarial term starts)."""
+
+    def make_dataset(self) -> torch.utils.data.Dataset:
+        """The training set; its items (a tensor, or a tuple of tensors) are what :meth:`train_step` gets."""
+        cfg = self.config
+        return ImageFolderDataset(cfg.data.train, self.resolution, hflip=cfg.data.hflip, check=cfg.data.check,
+                                  seed=cfg.run.seed)
 
     # ------------------------------------------------------------------------------------- helpers
     def backward(self, loss: torch.Tensor) -> None:
@@ -256,8 +261,13 @@ class Trainer:
                 self.on_step_start()
                 if self._iterator is None:
                     self._iterator = self._batches()
-                images = next(self._iterator).to(self.device, non_blocking=True)
-                logs = self.train_step(images)
+                batch = next(self._iterator)
+                if isinstance(batch, (tuple, list)):  # (images, extras...) from make_dataset
+                    batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
+                    images = batch[0]
+                else:
+                    batch = images = batch.to(self.device, non_blocking=True)
+                logs = self.train_step(batch)
                 self.sampler.advance()
                 bad = [k for k, v in logs.items() if not math.isfinite(v)]
                 if any_across(self.env, bool(bad)):

@@ -7,11 +7,12 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from ..data.pairs import LatentPairsDataset
 from ..encoders import WEncoder, WEncoderConfig
 from ..stylegan2.formats import load_generator
 from .config import WEncoderTrainConfig
 from .recon import ReconstructionLoss
-from .trainer import Trainer
+from .trainer import Trainer, TrainingError
 
 
 class WEncoderTrainer(Trainer):
@@ -35,20 +36,51 @@ class WEncoderTrainer(Trainer):
         return {"generator": dataclasses.asdict(self.G.config), "encoder": dataclasses.asdict(self.E.config),
                 "encoder_input_size": self.config.encoder_input_size}
 
-    def invert(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
         size = self.config.encoder_input_size
         x_in = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False) if x.shape[-1] != size else x
-        w = self.E(x_in) + self.G.w_avg  # [B, w_dim]
+        return self.E(x_in) + self.G.w_avg  # [B, w_dim]
+
+    def invert(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.encode(x)
         ws = w.unsqueeze(1).repeat(1, self.G.num_ws, 1)
         return w, self.G.synthesis(ws, noise_mode="const")
 
-    def train_step(self, images: torch.Tensor) -> dict[str, float]:
+    def make_dataset(self):
+        """With ``w_loss > 0``: (image, z) pairs, so that each image's true code ``mapping(z)`` is known."""
+        if self.config.w_loss <= 0:
+            return super().make_dataset()
+        if self.config.data.hflip:
+            raise TrainingError("w_loss > 0 needs data.hflip=false: a flipped image is not the picture of its z")
+        ds = LatentPairsDataset(self.config.data.train, self.resolution, check=self.config.data.check)
+        if ds.z_dim != self.G.z_dim:  # the portrait is a function of the whole (normalised) z
+            raise TrainingError(f"{self.config.data.train}: latents have {ds.z_dim} entries, the generator's z_dim "
+                                f"is {self.G.z_dim}")
+        return ds
+
+    def train_step(self, batch) -> dict[str, float]:
         self.opt.zero_grad(set_to_none=True)
         logs: dict[str, float] = {}
-        for part in self.micro_batches(images):
+        if isinstance(batch, tuple):  # (images, z): the true codes are known
+            images, z = batch
+            with torch.no_grad():
+                w_true = self.G.mapping(z)[:, 0]
+        else:
+            images, w_true = batch, None
+        n = self.run_cfg.grad_accum
+        for i, part in enumerate(self.micro_batches(images)):
             with self.autocast():
-                w, out = self.invert(part)
-                loss, parts = self.loss(out.float(), part)
+                if self.loss.active or w_true is None:
+                    w, out = self.invert(part)
+                    loss, parts = self.loss(out.float(), part)
+                else:  # codes only (w_loss alone): no synthesis
+                    w, loss, parts = self.encode(part), 0.0, {}
+                if w_true is not None:
+                    # Mean squared error per w entry: w_dim-independent, comparable to the image terms.
+                    w_err = (w.float() - w_true.chunk(n)[i]).square().mean()
+                    loss = loss + self.config.w_loss * w_err
+                    parts["w"] = w_err.item()
+                    parts["loss"] = float(loss)
                 if self.config.losses.w_reg > 0:
                     reg = (w - self.G.w_avg).square().sum(dim=1).mean()
                     loss = loss + self.config.losses.w_reg * reg

@@ -1,0 +1,74 @@
+"""``train gan-teacher``: a StyleGAN2 taught by a renderer: each (z, image) pair is a target for G(z).
+
+Adversarial training alone takes far more images than a two-core CPU can show a generator before small
+features (eyes, mouths, glasses at 64 px) appear. When the data come from a renderer whose parameters are
+a fixed function of a Gaussian vector (:func:`~hyperinverter.data.portraits.attributes_from_latent`), the
+generator can instead be *told* what to draw for each ``z``: a reconstruction loss between ``G(z)`` and
+the render of ``z`` gives a gradient to every pixel of every sample. The adversarial term of ``train gan``
+can be added on top (``adv > 0``) to sharpen what the reconstruction leaves blurred (detail placed by a
+hash of ``z`` that no smooth network can follow). The result is a standard StyleGAN2: mapping network,
+W space, w_avg, noise inputs; only the way it was trained differs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..data.pairs import LatentPairsDataset
+from ..losses import gradient_loss, l1_loss
+from .config import GanTeacherTrainConfig
+from .gan import GanTrainer
+from .trainer import TrainingError
+
+
+class GanTeacherTrainer(GanTrainer):
+    kind = "gan-teacher"
+    config: GanTeacherTrainConfig
+
+    def make_dataset(self) -> LatentPairsDataset:
+        ds = LatentPairsDataset(self.config.data.train, self.resolution, check=self.config.data.check)
+        if ds.z_dim != self.G.z_dim:  # the portrait is a function of the whole (normalised) z
+            raise TrainingError(f"{self.config.data.train}: latents have {ds.z_dim} entries, the generator's z_dim is "
+                                f"{self.G.z_dim}")
+        return ds
+
+    def adversarial_on(self) -> bool:
+        return self.config.adv > 0 and self.step >= self.config.adv_start_step
+
+    def train_step(self, batch) -> dict[str, float]:
+        cfg = self.config
+        real, z = batch
+        n = self.run_cfg.grad_accum
+        if real.shape[0] % n:
+            raise TrainingError(f"the per-process batch {real.shape[0]} is not divisible by grad_accum {n}")
+        adv = self.adversarial_on()
+        self.D.requires_grad_(False)
+        self.g_opt.zero_grad(set_to_none=True)
+        logs: dict[str, float] = {}
+        for part, zp in zip(real.chunk(n), z.chunk(n)):
+            with self.autocast():
+                ws = self.G.mapping(zp, update_w_avg=True)
+                fake = self.G.synthesis(ws, noise_mode="const")
+                terms = {"l1": l1_loss(fake.float(), part), "grad": gradient_loss(fake.float(), part)}
+                loss = cfg.recon_l1 * terms["l1"] + cfg.recon_grad * terms["grad"]
+                if adv:
+                    rand = self.G.synthesis(self._ws(part.shape[0]), noise_mode="random")
+                    terms["g_adv"] = F.softplus(-self.D(rand)).mean()
+                    loss = loss + cfg.adv * terms["g_adv"]
+            self.backward(loss / n)
+            for k, v in terms.items():
+                logs[k] = logs.get(k, 0.0) + v.item() / n
+        self.optimizer_step(self.g_opt, self.G.parameters())
+        self.D.requires_grad_(True)
+        if adv:
+            logs.update(self.discriminator_step(real))
+        self.update_ema(real.shape[0])
+        return logs
+
+    @torch.no_grad()
+    def sample_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Rows: eight training pairs' images, then G_ema drawing the same z."""
+        real, z = zip(*(self.dataset[i] for i in range(8)))
+        real, z = torch.stack(real).to(self.device), torch.stack(z).to(self.device)
+        return torch.cat([real, self.G_ema(z, noise_mode="const")])

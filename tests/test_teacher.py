@@ -114,6 +114,16 @@ def test_gan_teacher_learns_the_pairs(pairs, tmp_path):
     assert not any("d_loss" in line for line in lines)  # adv = 0: no discriminator step
     G = Generator.from_pretrained(tmp_path / "gt" / "generator")
     assert G.z_dim == Z_DIM and torch.isfinite(G(torch.randn(2, Z_DIM))).all()
+    # A warm start from that generator (e.g. continuing on another machine) starts where it ended.
+    warm = [o for o in overrides if not o.startswith(("run.out_dir", "run.steps"))]
+    _train("gan-teacher", warm + [f"run.out_dir={tmp_path / 'warm'}", "run.steps=3",
+                                  f"init={tmp_path / 'gt' / 'generator'}"])
+    first = float((tmp_path / "warm" / "log.txt").read_text().splitlines()[0].split("l1=")[1].split()[0])
+    assert first < np.mean(l1[:5])
+    with pytest.raises(Exception, match="another architecture"):
+        other = tmp_path / "other"
+        Generator(**{**TINY_G, "w_dim": 8}).save_pretrained(other)
+        _train("gan-teacher", warm + [f"run.out_dir={tmp_path / 'w2'}", "run.steps=1", f"init={other}"])
     # With the adversarial term on, the discriminator trains too.
     overrides = [o for o in overrides if not o.startswith(("run.out_dir", "run.steps"))]
     _train("gan-teacher", overrides + [f"run.out_dir={tmp_path / 'gt2'}", "run.steps=2", "adv=0.1"])

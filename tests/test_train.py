@@ -141,6 +141,17 @@ def test_resume_is_exact(folder, generator_dir, tmp_path):
     assert resumed.step == 8
 
 
+def test_resume_applies_a_changed_learning_rate_and_says_so(folder, generator_dir, tmp_path, caplog):
+    _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "lr", 2))
+    caplog.set_level("WARNING", logger="hyperinverter")
+    # (the overrides set lr=0.003; a later override wins)
+    resumed, _ = _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "lr", 3) + ["lr=0.0005"],
+                        resume=True)
+    assert resumed.opt.param_groups[0]["lr"] == 0.0005
+    assert "lr 0.003 -> 0.0005" in caplog.text and "applied" in caplog.text
+    assert "lr: 0.0005" in (tmp_path / "lr" / "config.yaml").read_text()  # the recorded config is what ran
+
+
 def test_resume_with_another_architecture_is_refused(folder, generator_dir, tmp_path):
     _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "r", 1))
     other = _w_encoder_overrides(folder, generator_dir, tmp_path / "r", 2) + ["encoder_input_size=64"]

@@ -104,6 +104,8 @@ class GanTeacherTrainConfig(GanTrainConfig):
     recon_grad: float = 1.0  # Weight of the mean absolute error between their horizontal/vertical differences.
     adv: float = 0.0  # Weight of the non-saturating adversarial loss on random z (0 = no discriminator step).
     adv_start_step: int = 0  # Step from which the adversarial term (and the discriminator) train.
+    init: Optional[str] = None  # Generator folder/file to start from (same architecture): continue an earlier
+    #                             training across machines, e.g. from the shipped model's generator.
 
 
 @dataclass

@@ -12,6 +12,8 @@ W space, w_avg, noise inputs; only the way it was trained differs.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 
@@ -22,9 +24,34 @@ from .gan import GanTrainer
 from .trainer import TrainingError
 
 
+def _load_init(name_or_path: str):
+    """The generator of a HyperInverter model (folder or shipped name), or any generator file / folder."""
+    from ..inverter import HyperInverter
+    from ..pretrained import resolve
+    from ..stylegan2.formats import load_generator
+
+    path = resolve(name_or_path)
+    config = path / "config.json"
+    if config.is_file() and '"class": "HyperInverter"' in config.read_text():  # a whole HyperInverter model
+        return HyperInverter.from_pretrained(path).generator
+    return load_generator(path)
+
+
 class GanTeacherTrainer(GanTrainer):
     kind = "gan-teacher"
     config: GanTeacherTrainConfig
+
+    def build(self) -> None:
+        super().build()
+        if self.config.init:  # a warm start (a resume, when there is a checkpoint, overrides it)
+            src = _load_init(self.config.init)
+            if dataclasses.asdict(src.config) != dataclasses.asdict(self.G.config):
+                raise TrainingError(f"{self.config.init}: a generator of another architecture than this run's "
+                                    f"(init needs the same generator config)")
+            state = {k: v.float() for k, v in src.state_dict().items()}
+            for net in (self.G, self.G_ema):
+                net.load_state_dict(state)
+            self.broadcast_parameters(self.G, self.G_ema)
 
     def make_dataset(self) -> LatentPairsDataset:
         ds = LatentPairsDataset(self.config.data.train, self.resolution, check=self.config.data.check)

@@ -31,6 +31,9 @@ from .distributed import DistEnv, any_across, barrier, mean_across, setup, teard
 log = logging.getLogger("hyperinverter")
 
 
+_OPT_KEYS = ("lr", "betas", "weight_decay", "eps")  # optimiser settings a config decides
+
+
 class TrainingError(HyperInverterError, RuntimeError):
     """Training cannot go on (NaN loss, ...); the message says what was kept."""
 
@@ -209,10 +212,21 @@ class Trainer:
         if state.get("kind") != self.kind:
             raise TrainingError(f"{path}: a checkpoint of 'train {state.get('kind')}', not 'train {self.kind}'")
         check_same_architecture(state.get("architecture", {}), self.architecture(), path)
+        # Optimiser hyper-parameters as this run's config built them: a resumed run applies a changed
+        # learning rate or betas (and says so) instead of silently keeping the checkpoint's.
+        wanted = {name: [{k: g[k] for k in _OPT_KEYS if k in g} for g in m.param_groups]
+                  for name, m in self.modules().items() if isinstance(m, torch.optim.Optimizer)}
         for name, module in self.modules().items():
             if name not in state["modules"]:
                 raise TrainingError(f"{path}: the checkpoint has no {name!r}")
             module.load_state_dict(state["modules"][name])
+        for name, groups in wanted.items():
+            for group, values in zip(self.modules()[name].param_groups, groups):
+                changed = {k: (group[k], v) for k, v in values.items() if group[k] != v}
+                if changed and self.env.is_main:
+                    log.warning("%s: the config changes %s from the checkpoint's; applied", name,
+                                ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items()))
+                group.update(values)
         self.step, self.best = int(state["step"]), state.get("best")
         self.sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])

@@ -80,7 +80,7 @@ class WEncoderTrainer(Trainer):
                     w_err = (w.float() - w_true.chunk(n)[i]).square().mean()
                     loss = loss + self.config.w_loss * w_err
                     parts["w"] = w_err.item()
-                    parts["loss"] = float(loss)
+                    parts["loss"] = loss.item()
                 if self.config.losses.w_reg > 0:
                     reg = (w - self.G.w_avg).square().sum(dim=1).mean()
                     loss = loss + self.config.losses.w_reg * reg

@@ -34,9 +34,11 @@ def _write_images(folder):
     return folder
 
 
-def test_generate_fresh_tiny_generator(tmp_path, capsys):
-    assert main(["generate", "--seeds", "0-3", "--resolution", "16", "-o", str(tmp_path / "grid.png")]) == 0
-    assert Image.open(tmp_path / "grid.png").size == (2 * 18 + 2, 2 * 18 + 2)
+def test_generate_from_a_generator_folder(tmp_path, model_dir, capsys):
+    HyperInverter.from_pretrained(model_dir).generator.save_pretrained(tmp_path / "g")
+    assert main(["generate", "--generator", str(tmp_path / "g"), "--seeds", "0-3", "-o",
+                 str(tmp_path / "grid.png")]) == 0
+    assert Image.open(tmp_path / "grid.png").size == (2 * 34 + 2, 2 * 34 + 2)
     assert "wrote" in capsys.readouterr().out
 
 

@@ -29,9 +29,9 @@ def model_dir(tmp_path_factory):
 
 def test_resolve_paths_and_names(tmp_path, model_dir):
     assert pretrained.resolve(model_dir) == model_dir
-    with pytest.raises(CheckpointError, match="not the name of a shipped model"):
+    with pytest.raises(CheckpointError, match="not the name of a shipped or downloaded model"):
         pretrained.resolve(tmp_path / "nope")
-    with pytest.raises(CheckpointError, match="not the name of a shipped model"):
+    with pytest.raises(CheckpointError, match="not the name of a shipped or downloaded model"):
         HyperInverter.from_pretrained("no-such-model")
     for name in pretrained.available():  # every shipped model loads by name, float16 weights cast to float32
         model = HyperInverter.from_pretrained(name)

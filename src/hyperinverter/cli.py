@@ -42,35 +42,17 @@ def _device(name: str):
     return torch.device(name)
 
 
-def _tiny_generator(resolution: int, seed: int):
-    """A freshly initialised small generator (random weights), for trying things without a model file."""
-    import torch
-
-    from .stylegan2 import Generator
-
-    torch.manual_seed(seed)
-    G = Generator(z_dim=64, w_dim=64, img_resolution=resolution, channel_base=16 * resolution, channel_max=64,
-                  mapping_layers=4)
-    with torch.no_grad():  # a little noise and colour so that the random network's output is not flat
-        for name, p in G.synthesis.named_parameters():
-            if name.endswith("noise_strength"):
-                p.fill_(0.1)
-    return G.eval()
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
-    from .stylegan2.formats import load_generator
     from .utils.images import make_grid, save_image
+    from .workflows import generator_from
 
+    if args.generator is None:
+        raise ValueError("generate: no generator given; use --model NAME_OR_FOLDER (e.g. --model portraits64) or "
+                         "--generator FILE (.pkl, .pt, .safetensors)")
     device = _device(args.device)
-    if args.generator:
-        G = load_generator(args.generator, device=device)
-        source = str(args.generator)
-    else:
-        G = _tiny_generator(args.resolution, args.init_seed).to(device)
-        source = f"a freshly initialised {args.resolution}px generator (random weights, seed {args.init_seed})"
+    G, source = generator_from(args.generator, device=device)
     print(f"generator: {source}; {G.img_resolution}px, num_ws={G.num_ws}, "
           f"{sum(p.numel() for p in G.parameters()) / 1e6:.2f} M parameters, device {device}")
     z = torch.stack([torch.randn(G.z_dim, generator=torch.Generator().manual_seed(s)) for s in args.seeds]).to(device)
@@ -113,6 +95,20 @@ def _print_notes(notes: dict) -> None:
             print(f"note: {path}: {note}")
 
 
+def _domain_warnings(model_spec, names, psnrs, align: bool = False) -> None:
+    """One line per input far outside the model's domain (and one for --align with a model not trained on
+    aligned faces); nothing for a model without a domain record (see hyperinverter.domain)."""
+    from .domain import load_domain, outside_messages
+
+    record = load_domain(model_spec)
+    if record is None:
+        return
+    if align and record.align_message():
+        print(f"warning: {record.align_message()}")
+    for line in outside_messages(record, names, psnrs):
+        print(f"warning: {line}")
+
+
 def cmd_invert(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -136,6 +132,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
     _print_notes(report.notes)
     for path, message in report.failed:
         print(f"skipped: {message}", file=sys.stderr)
+    _domain_warnings(args.model, [p.name for p in report.phase1_psnr], report.phase1_psnr.values(), args.align)
     print(f"wrote {len(report.written)} inversions to {args.output} (<name>.png, <name>_w.png, "
           f"<name>.codes.safetensors); {len(report.failed) + len(align_failed)} skipped")
     return 1 if report.failed or align_failed else 0
@@ -144,13 +141,15 @@ def cmd_invert(args: argparse.Namespace) -> int:
 def cmd_edit(args: argparse.Namespace) -> int:
     import torch
 
-    from .workflows import find_direction, load_direction, load_single, make_grid, parse_layers, save_image
+    from .domain import phase1_psnr
+    from .editing import load_direction_file
+    from .workflows import find_direction, load_single, make_grid, parse_layers, save_image
 
     device = _device(args.device)
     model = _load_model(args.model, device)
     direction_path = find_direction(args.direction, args.model)
-    direction = load_direction(direction_path, model.generator.w_dim, model.num_ws).to(device)
-    layers = parse_layers(args.layers)
+    direction = load_direction_file(direction_path, model.generator.w_dim, model.num_ws)
+    layers = parse_layers(args.layers) or direction.layers  # the direction's own rows unless --layers says
     face = None
     if args.align:  # invert the photo's aligned face; every edit is also pasted back into the photo
         from .faces.cli import align_one, save_pasted
@@ -159,11 +158,13 @@ def cmd_edit(args: argparse.Namespace) -> int:
     x, notes = load_single(crop if face is not None else args.image, model.resolution)
     _print_notes({args.image: notes})
     result = model.invert(x.to(device))
+    _domain_warnings(args.model, [args.image.name], phase1_psnr(x.to(device), result.image_w).tolist(), args.align)
     args.output.mkdir(parents=True, exist_ok=True)
     name, tag = args.image.stem, direction_path.stem
     edits = []
-    for strength in args.strength:
-        edited = model.edit(result, direction, strength, layers=layers)
+    vector = direction.vector.to(device)
+    for strength in args.strength:  # in units of the direction's default step (editing.STRENGTH_HELP)
+        edited = model.edit(result, vector, direction.step(strength), layers=layers)
         out = save_image(make_grid(edited.image, padding=0), args.output / f"{name}_{tag}_{strength:+g}.png")
         edits.append(edited.image)
         print(f"wrote {out}")
@@ -241,7 +242,7 @@ def cmd_directions(args: argparse.Namespace) -> int:
 
     from .editing import (Direction, compute_ganspace, fit_interfacegan, save_direction, save_ganspace,
                           sefa_directions)
-    from .stylegan2.formats import load_generator
+    from .workflows import generator_from
 
     if args.action == "fit-portraits":
         return _fit_portrait_directions(args)
@@ -268,7 +269,8 @@ def cmd_directions(args: argparse.Namespace) -> int:
         path = save_direction(direction, out)
         print(f"wrote {path} from {len(codes)} codes; held-out accuracy {report.get('holdout_accuracy')}")
         return 0
-    G = load_generator(args.generator)
+    G, source = generator_from(args.generator)
+    print(f"generator: {source} ({G.img_resolution}px, w_dim {G.w_dim})")
     out.mkdir(parents=True, exist_ok=True)
     if args.action == "pca":
         pca = compute_ganspace(G, num_samples=args.samples, num_components=args.num)
@@ -310,13 +312,18 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
 def cmd_data_portraits(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    import numpy as np
+
     from .data.portraits import write_portraits
 
+    latents, what = None, f"{args.split} seeds from {args.start}"
+    if args.latents:
+        latents = np.random.default_rng(args.start).standard_normal([args.count, args.latents]).astype(np.float32)
+        what = f"from {args.latents}-d Gaussian latents, numpy seed {args.start}; latents.npy"
     with tqdm(total=args.count, unit="img", desc=f"portraits ({args.split})", disable=args.quiet) as bar:
         out = write_portraits(args.output, args.count, split=args.split, size=args.size, start=args.start,
-                              workers=args.workers, progress=lambda n: bar.update(n - bar.n))
-    print(f"wrote {args.count} {args.size}px portraits ({args.split} seeds from {args.start}) and labels.json/"
-          f"labels.csv to {out}")
+                              workers=args.workers, progress=lambda n: bar.update(n - bar.n), latents=latents)
+    print(f"wrote {args.count} {args.size}px portraits ({what}) and labels.json/labels.csv to {out}")
     return 0
 
 
@@ -326,17 +333,30 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .stylegan2.formats import load_discriminator, load_generator
 
     from .checkpoints import CONFIG_NAME
+    from .domain import load_domain
     from .inverter import HyperInverter
+    from .pretrained import resolve
 
-    config_file = Path(args.source) / CONFIG_NAME
+    source = Path(args.source) if Path(args.source).exists() else resolve(args.source)  # a file, folder or name
+    config_file = source / CONFIG_NAME
     if config_file.is_file() and json.loads(config_file.read_text()).get("class") == "HyperInverter":
-        model = HyperInverter.from_pretrained(args.source)
-        info = {"class": "HyperInverter", "elements_per_part": model.parameter_counts(),
-                "targets": [t.name for t in model.targets], "config": dataclasses.asdict(model.config)}
+        if args.network == "discriminator":
+            raise ValueError(f"{args.source}: a HyperInverter model holds no discriminator (its folder may have a "
+                             "discriminator/ sub-folder from convert-official --with-discriminator)")
+        model = HyperInverter.from_pretrained(source)
+        G = model.generator
+        info = {"class": "HyperInverter", "folder": str(source), "elements_per_part": model.parameter_counts(),
+                "targets": [t.name for t in model.targets],
+                "generator": {"resolution": G.img_resolution, "num_ws": G.num_ws, "w_dim": G.w_dim,
+                              "z_dim": G.z_dim},
+                "config": dataclasses.asdict(model.config)}
+        record = load_domain(source)
+        if record is not None:
+            info["domain"] = dataclasses.asdict(record)
         print(json.dumps(info, indent=2))
         return 0
     loader = load_discriminator if args.network == "discriminator" else load_generator
-    model = loader(args.source)
+    model = loader(source)
     info = {"class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
             "config": dataclasses.asdict(model.config)}
     if hasattr(model, "num_ws"):
@@ -346,19 +366,19 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .editing.directions import STRENGTH_HELP
+
     parser = argparse.ArgumentParser(prog="hyperinverter", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hyperinverter {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("generate", help="render a grid of images from a StyleGAN2 generator")
-    p.add_argument("--generator", "-g", type=Path, default=None,
-                   help="generator file or folder (NVIDIA .pkl, .pt/.pth, .safetensors, save_pretrained folder); "
-                        "default: a freshly initialised tiny generator")
+    p = sub.add_parser("generate", help="render a grid of images from a StyleGAN2 generator or a model's generator")
+    p.add_argument("--model", "-m", "--generator", "-g", dest="generator", default=None, metavar="MODEL_OR_FILE",
+                   help="a model name or folder (e.g. portraits64, faces-hd128: its generator) or a generator file "
+                        "or folder (NVIDIA .pkl, .pt/.pth, .safetensors, save_pretrained folder); required")
     p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-15"), help="latent seeds, e.g. 0-15 or 1,4,9")
     p.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1 = off)")
     p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const")
-    p.add_argument("--resolution", type=int, default=64, help="resolution of the freshly initialised generator")
-    p.add_argument("--init-seed", type=int, default=0, help="seed of the freshly initialised generator's weights")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     p.add_argument("--output", "-o", type=Path, default=Path("out/generate/grid.png"))
@@ -400,8 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(p)
     p.add_argument("--direction", required=True, help="direction file (.npy/.pt/.safetensors) or a name from the "
                                                       "model's directions/ folder")
-    p.add_argument("--strength", type=float, nargs="+", default=[-3.0, 3.0], help="one or more strengths")
-    p.add_argument("--layers", default=None, help="rows of ws to move, 'first:stop' (default: all)")
+    p.add_argument("--strength", type=float, nargs="+", default=[-1.0, 1.0],
+                   help="one or more strengths (default -1 1): " + STRENGTH_HELP)
+    p.add_argument("--layers", default=None, help="rows of ws to move, 'first:stop' (default: the direction's own "
+                                                  "rows, else all)")
     p.add_argument("--output", "-o", type=Path, default=Path("out/edit"))
     p.add_argument("--align", action="store_true", help="FFHQ-align the photo's face first (dlib) and also write "
                                                         "each edit pasted back into the photo (<name>_..._photo)")
@@ -420,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a StyleGAN2 (gan), a W-encoder (w-encoder) or the hypernetworks "
                                      "(hypernet); runs under torchrun as well")
-    p.add_argument("kind", choices=["gan", "w-encoder", "hypernet"])
+    p.add_argument("kind", choices=["gan", "gan-teacher", "w-encoder", "hypernet"])
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. run.steps=500")
     p.add_argument("--config", "-c", default=None, help="YAML preset: a path or a name in configs/")
     p.add_argument("--resume", action="store_true", help="continue from <run.out_dir>/checkpoints/latest.pt")
@@ -446,12 +468,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="auto")
     q.add_argument("--output", "-o", type=Path, default=None, help="default: <model>/directions")
     q = dsub.add_parser("pca", help="GANSpace components of the mapping network's w")
-    q.add_argument("--generator", "-g", type=Path, required=True)
+    q.add_argument("--generator", "-g", "--model", "-m", dest="generator", required=True, metavar="MODEL_OR_FILE",
+                   help="a model name or folder (its generator) or a generator file or folder")
     q.add_argument("--num", type=int, default=16)
     q.add_argument("--samples", type=int, default=100_000)
     q.add_argument("--output", "-o", type=Path, default=Path("out/directions"))
     q = dsub.add_parser("sefa", help="SeFa closed-form directions from the style (affine) weights")
-    q.add_argument("--generator", "-g", type=Path, required=True)
+    q.add_argument("--generator", "-g", "--model", "-m", dest="generator", required=True, metavar="MODEL_OR_FILE",
+                   help="a model name or folder (its generator) or a generator file or folder")
     q.add_argument("--num", type=int, default=16)
     q.add_argument("--output", "-o", type=Path, default=Path("out/directions"))
     p.set_defaults(func=cmd_directions)
@@ -464,13 +488,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--split", choices=["train", "val", "test"], default="train",
                    help="disjoint seed ranges: a test portrait is never a training one")
     q.add_argument("--size", type=int, default=64)
-    q.add_argument("--start", type=int, default=0, help="first seed index within the split")
+    q.add_argument("--start", type=int, default=0, help="first seed index within the split (with --latents: the "
+                                                        "numpy seed of the latents)")
+    q.add_argument("--latents", type=int, default=0, metavar="Z_DIM",
+                   help="draw each portrait from a Gaussian vector of this size instead of a seed (z -> portrait "
+                        "pairs for training the demo generator; see attributes_from_latent); writes latents.npy")
     q.add_argument("--workers", type=int, default=1)
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_data_portraits)
 
-    p = sub.add_parser("info", help="print the configuration of a generator/discriminator file")
-    p.add_argument("source", type=Path)
+    p = sub.add_parser("info", help="print the configuration of a model (name or folder) or of a "
+                                    "generator/discriminator file")
+    p.add_argument("source", help="a model name or folder, or a generator/discriminator file or folder")
     p.add_argument("--network", choices=["generator", "discriminator"], default="generator")
     p.set_defaults(func=cmd_info)
 
@@ -480,7 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .faces.cli import add_commands as _faces; _faces(sub)  # noqa: E702
     from .evaluation.cli import add_commands as _evaluation; _evaluation(sub)  # noqa: E702
     from .serve.cli import add_commands as _serve; _serve(sub)  # noqa: E702
+    from .convert.cli import add_commands as _convert; _convert(sub)  # noqa: E702
     # --- command modules (end) ---
+    from .runtime import add_runtime_args
+
+    add_runtime_args(parser)  # --threads on every command; --precision, --compile, ... on the inference ones
     return parser
 
 
@@ -498,6 +531,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        from .runtime import apply_runtime_args
+
+        apply_runtime_args(args)
         return int(args.func(args) or 0)
     except (HyperInverterError, ValueError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)

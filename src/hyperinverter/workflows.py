@@ -11,9 +11,11 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from .domain import phase1_psnr
 from .editing.directions import DirectionError, load_direction_file
 from .errors import HyperInverterError
 from .inverter import HyperInverter, InversionResult
+from .stylegan2 import Generator
 from .utils.image_io import ImageLoadError, load_images
 from .utils.images import make_grid, save_image, to_uint8
 
@@ -28,6 +30,7 @@ class InvertReport:
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     notes: dict[Path, list[str]] = field(default_factory=dict)
+    phase1_psnr: dict[Path, float] = field(default_factory=dict)  # per input: phase I against the input (dB)
 
 
 def unique_stems(paths: Sequence[Path]) -> list[str]:
@@ -57,7 +60,9 @@ def invert_files(model: HyperInverter, paths: Sequence[Path], out_dir: Path, bat
         report.notes.update({p: n for p, n in notes.items() if n})
         if batch is not None:
             result = model.invert(batch.to(device), batch_size=batch_size)
+            psnrs = phase1_psnr(batch.to(device), result.image_w).tolist()
             for i, path in enumerate(ok):
+                report.phase1_psnr[path] = psnrs[i]
                 name = names[path]
                 save_image(to_uint8(result.image[i:i + 1])[0], out_dir / f"{name}.png")
                 save_image(to_uint8(result.image_w[i:i + 1])[0], out_dir / f"{name}_w.png")
@@ -173,6 +178,52 @@ def write_video(frames: Union[torch.Tensor, Sequence], path: PathLike, fps: floa
     return path
 
 
+def generator_from(spec: PathLike, device: Union[str, torch.device] = "cpu") -> tuple[Generator, str]:
+    """A StyleGAN2 generator and a description of where it came from.
+
+    Args:
+        spec: a generator file or folder (NVIDIA ``.pkl``, ``.pt``/``.pth``, ``.safetensors``, a generator's
+            ``save_pretrained`` folder), or a HyperInverter model folder or name (shipped, e.g.
+            ``portraits64``, or downloaded, e.g. ``faces-hd128``): then its generator, read alone from the
+            model file (the encoders are not loaded).
+        device: where to put it.
+
+    Raises:
+        CheckpointError: not a generator file and not a model (the message names the shipped models).
+    """
+    import json
+
+    from safetensors import safe_open
+
+    from .checkpoints import CONFIG_NAME, WEIGHTS_NAME, load_state_dict_checked
+    from .errors import CheckpointError
+    from .stylegan2.formats import load_generator
+
+    path = Path(spec)
+    if not path.exists():
+        from .pretrained import resolve
+
+        path = resolve(spec)  # a model name, or a clear error naming the models
+    config_file = path / CONFIG_NAME
+    if path.is_dir() and config_file.is_file():
+        try:
+            is_inverter = json.loads(config_file.read_text()).get("class") == "HyperInverter"
+        except (ValueError, OSError, AttributeError):
+            is_inverter = False
+        if is_inverter:
+            config = HyperInverter.read_config(path)
+            generator = Generator(**config.generator)
+            weights = path / WEIGHTS_NAME
+            try:
+                with safe_open(str(weights), framework="pt") as fh:
+                    state = {k[len("generator."):]: fh.get_tensor(k) for k in fh.keys() if k.startswith("generator.")}
+            except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+                raise CheckpointError(f"{weights}: unreadable safetensors file ({e})") from None
+            load_state_dict_checked(generator, state, f"{weights}[generator]")
+            return generator.to(device).eval(), f"the generator of model {spec}"
+    return load_generator(path, device=device), str(spec)
+
+
 def load_single(path: Path, size: int) -> tuple[torch.Tensor, list[str]]:
     """One image as a batch of 1, raising :class:`ImageLoadError` with the path on any problem."""
     batch, ok, failed, notes = load_images([path], size, on_error="raise")
@@ -180,5 +231,6 @@ def load_single(path: Path, size: int) -> tuple[torch.Tensor, list[str]]:
     return batch, notes.get(path, [])
 
 
-__all__ = ["DirectionError", "ImageLoadError", "InvertReport", "find_direction", "invert_files", "load_codes",
-           "load_direction", "load_single", "make_grid", "parse_layers", "save_image", "unique_stems", "write_gif"]
+__all__ = ["DirectionError", "ImageLoadError", "InvertReport", "find_direction", "generator_from", "invert_files",
+           "load_codes", "load_direction", "load_single", "make_grid", "parse_layers", "save_image", "unique_stems",
+           "write_gif"]

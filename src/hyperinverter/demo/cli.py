@@ -1,10 +1,12 @@
-"""Command-line entries of the demo: ``hyperinverter demo`` and ``hyperinverter export``."""
+"""Command-line entries of the demo: ``hyperinverter demo``, ``export`` and ``domain-stats``."""
 
 from __future__ import annotations
 
 import argparse
 import shutil
 from pathlib import Path
+
+from ..domain import DOMAIN_FILE, save_domain
 
 DEFAULT_OUT = Path("out/demo")
 
@@ -28,6 +30,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         report = run_demo(model, args.output, images=args.images, model_dir=model_dir, options=options)
     for note in report.notes:
         print(f"note: {note}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     p1, p2 = report.summary["phase1"], report.summary["hyperinverter"]
     print(f"{'':16}{'MSE':>9}{'PSNR dB':>9}{'SSIM':>8}")
     print(f"{'phase I':16}{p1['mse']:9.4f}{p1['psnr']:9.2f}{p1['ssim']:8.4f}")
@@ -48,6 +52,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..pretrained import resolve
 
     source = resolve(args.source)
+    if args.validation and not (args.domain_kind or (source / DOMAIN_FILE).is_file()):
+        print("note: no --domain-kind given: out-of-domain messages will say 'its training images'")
     if Path(args.output).resolve() == source.resolve():
         raise ValueError("export: the output folder must differ from the source")
     model = HyperInverter.from_pretrained(source)
@@ -62,13 +68,58 @@ def cmd_export(args: argparse.Namespace) -> int:
                 if f.is_file():
                     shutil.copy2(f, target / f.name)
                     copied.append(f.name)
+    record = _domain_record(model, source, args.validation, args.domain_kind, args.aligned_faces, args.batch_size)
+    if record is not None:
+        save_domain(record, out)
+    elif (source / DOMAIN_FILE).is_file():
+        shutil.copy2(source / DOMAIN_FILE, out / DOMAIN_FILE)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"wrote {out} ({args.dtype}, {size / 2 ** 20:.1f} MiB{', directions: ' + str(len(copied)) + ' files' if copied else ''})")
+    if record is not None:
+        print(_describe_record(record, out))
+    return 0
+
+
+def _domain_record(model, source: Path, images, kind, aligned_faces, batch_size):
+    """A fresh :class:`DomainRecord` from validation ``images`` (None without images); the kind and the
+    aligned-faces flag default to the source's record."""
+    from ..domain import load_domain, record_domain_stats
+
+    if not images:
+        if kind is not None or aligned_faces is not None:
+            raise ValueError("--domain-kind/--aligned-faces need validation images (--validation DIR)")
+        return None
+    previous = load_domain(source)
+    kind = kind if kind is not None else (previous.kind if previous else "")
+    aligned = aligned_faces if aligned_faces is not None else (previous.aligned_faces if previous else False)
+    return record_domain_stats(model, images, kind=kind, aligned_faces=aligned, batch_size=batch_size)
+
+
+def _describe_record(record, path: Path) -> str:
+    return (f"domain of {path}: {record.kind or '(kind not given)'}, phase-I PSNR {record.psnr_mean:.2f} dB "
+            f"(std {record.psnr_std:.2f}, 5th percentile {record.psnr_p05:.2f}) on {record.count} validation "
+            f"images; inputs below {record.threshold():.1f} dB are called outside the domain")
+
+
+def cmd_domain_stats(args: argparse.Namespace) -> int:
+    """Measure a model's phase-I PSNR on validation images and write ``domain.json`` into its folder."""
+    from ..cli import _device
+    from ..inverter import HyperInverter
+    from ..pretrained import resolve
+
+    folder = resolve(args.model)
+    model = HyperInverter.from_pretrained(folder, device=_device(args.device))
+    aligned = True if args.aligned_faces else (False if args.not_aligned_faces else None)
+    record = _domain_record(model, folder, args.images, args.kind, aligned, args.batch_size)
+    out = save_domain(record, args.output or folder)
+    print(f"wrote {out}")
+    print(_describe_record(record, folder))
     return 0
 
 
 def add_commands(sub) -> None:
-    """Register ``demo`` and ``export`` on the top-level sub-parsers."""
+    """Register ``demo``, ``export`` and ``domain-stats`` on the top-level sub-parsers."""
+    from ..editing.directions import STRENGTH_HELP
     from ..pretrained import DEFAULT_MODEL
 
     p = sub.add_parser("demo", help="the main job: invert held-out portraits (or --images), edit, interpolate, "
@@ -79,7 +130,8 @@ def add_commands(sub) -> None:
     p.add_argument("--count", type=int, default=6, help="held-out portraits to render (without --images)")
     p.add_argument("--start", type=int, default=0, help="first test-split seed index of those portraits")
     p.add_argument("--directions", nargs="+", default=None, help="direction names (default: the model's own)")
-    p.add_argument("--strength", type=float, default=1.0, help="multiple of each direction's default strength")
+    p.add_argument("--strength", type=float, default=1.0,
+                   help="edits at -strength and +strength (default 1): " + STRENGTH_HELP)
     p.add_argument("--interpolation-steps", type=int, default=12)
     p.add_argument("--samples", type=int, default=16, help="random generator samples to show (0: none)")
     p.add_argument("--seed", type=int, default=0)
@@ -92,7 +144,33 @@ def add_commands(sub) -> None:
     p.add_argument("--output", "-o", type=Path, required=True)
     p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16")
     p.add_argument("--directions", type=Path, default=None, help="also copy the direction files of this folder")
+    p.add_argument("--validation", nargs="+", type=Path, default=None, metavar="IMAGES",
+                   help="validation image files or folders: record the typical phase-I PSNR in OUT_DIR/domain.json "
+                        "(inputs far below it are then called outside the model's domain); without it the "
+                        "source's domain.json is copied")
+    p.add_argument("--domain-kind", default=None, metavar="TEXT",
+                   help="what the model was trained on, in words (e.g. 'procedural portraits'); default: the "
+                        "source's record")
+    p.add_argument("--aligned-faces", action="store_true", default=None,
+                   help="the model takes FFHQ-aligned face crops (what --align makes)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per pass when measuring --validation")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("domain-stats", help="measure a model's typical phase-I PSNR on validation images and write "
+                                            "its domain.json (what out-of-domain warnings compare with)")
+    p.add_argument("model", help="a HyperInverter folder or a shipped/downloaded model name (written in place)")
+    p.add_argument("images", nargs="+", type=Path, help="validation image files or folders (not training images)")
+    p.add_argument("--kind", default=None, metavar="TEXT",
+                   help="what the model was trained on, in words (e.g. 'procedural portraits'); default: the "
+                        "model's current record")
+    q = p.add_mutually_exclusive_group()
+    q.add_argument("--aligned-faces", action="store_true", help="the model takes FFHQ-aligned face crops")
+    q.add_argument("--not-aligned-faces", action="store_true", help="the model does not take aligned face crops")
+    p.add_argument("--output", "-o", type=Path, default=None, help="folder to write domain.json to (default: the "
+                                                                   "model's folder)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+    p.set_defaults(func=cmd_domain_stats)
 
 
 __all__ = ["add_commands"]

@@ -59,6 +59,8 @@ def write_index(report, source: str, resolution: int) -> Path:
                      f"<td>{row['ssim_hyperinverter']:.4f}</td></tr>")
     parts.append("</table><p>Files: <a href='metrics.csv'>metrics.csv</a>, <a href='metrics.json'>metrics.json</a>, "
                  "<a href='images/'>images/</a>.</p>")
+    for warning in report.warnings:
+        parts.append(f"<p class='note'><b>Warning:</b> {html.escape(warning)}</p>")
     for note in report.notes:
         parts.append(f"<p class='note'>{html.escape(note)}</p>")
     parts.append("</body></html>\n")

@@ -16,6 +16,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..data.portraits import render_seed, split_seeds
+from ..domain import load_domain, outside_messages
 from ..editing import Direction, load_direction_file
 from ..errors import HyperInverterError
 from ..inverter import HyperInverter, InversionResult
@@ -36,7 +37,7 @@ class DemoOptions:
     count: int = 6  # Held-out portraits rendered when no images are given (test split: never trained on).
     start: int = 0  # First test-split seed index of those portraits.
     directions: Optional[Sequence[str]] = None  # Direction names from the model's directions/ (None: all, max 4).
-    strength: float = 1.0  # Multiple of each direction's own default strength; edits use -strength and +strength.
+    strength: float = 1.0  # In units of each direction's default step (editing.STRENGTH_HELP); edits use ±strength.
     interpolation_steps: int = 12  # Frames of the interpolation between the first two inversions.
     samples: int = 16  # Random generator samples in samples.png (0: none).
     truncation_psi: float = 0.8  # Truncation of those samples.
@@ -55,6 +56,7 @@ class DemoReport:
     summary: dict[str, dict[str, float]] = field(default_factory=dict)  # phase -> metric -> mean
     directions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # inputs far outside the model's domain (hyperinverter.domain)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -184,6 +186,9 @@ def run_demo(model: HyperInverter, out_dir: Path, images: Optional[Sequence[Path
                 row[f"{m}_{phase}"] = float(metrics[phase][m][i])
         report.per_image.append(row)
     report.summary = {phase: {m: float(metrics[phase][m].mean()) for m in METRICS} for phase in PHASES}
+    if model_dir is not None:  # one line per input far outside the model's domain (see hyperinverter.domain)
+        labels = [p.name for p in ok] if images else names
+        report.warnings += outside_messages(load_domain(model_dir), labels, metrics["phase1"]["psnr"].tolist())
 
     # -- edits (w moved, Δθ kept)
     directions, notes = model_directions(model_dir, model, opts.directions)
@@ -193,7 +198,7 @@ def run_demo(model: HyperInverter, out_dir: Path, images: Optional[Sequence[Path
     edited: list[torch.Tensor] = []
     for d in directions:
         for sign in (-1.0, 1.0):
-            s = sign * opts.strength * d.strength
+            s = d.step(sign * opts.strength)
             vec = d.vector.to(device)
             edited.append(model.edit(result, vec, strength=s, layers=d.layers, batch_size=opts.batch_size).image)
             columns.append(f"{d.name} {'-' if sign < 0 else '+'}")
@@ -240,7 +245,7 @@ def run_demo(model: HyperInverter, out_dir: Path, images: Optional[Sequence[Path
     report.files["metrics_json"].write_text(json.dumps({
         "source": source, "resolution": model.resolution, "mean": report.summary, "per_image": report.per_image,
         "directions": report.directions, "options": asdict(opts), "seconds": report.seconds,
-        "notes": report.notes}, indent=2, default=str) + "\n")
+        "notes": report.notes, "warnings": report.warnings}, indent=2, default=str) + "\n")
     report.files["index"] = write_index(report, source, model.resolution)
     return report
 

@@ -51,6 +51,15 @@ FORMAT = "hyperinverter.direction/1"
 _META_KEY = "hyperinverter.direction"  # safetensors header entry holding the JSON metadata
 
 
+#: What ``--strength`` means, the same in ``hyperinverter edit``, ``demo`` and the web page's sliders.
+STRENGTH_HELP = ("edit strength in units of each direction's own default step (the 'strength' recorded with it: "
+                 "two standard deviations of the codes for the portrait directions, 3 for the official "
+                 "InterFaceGAN ones, 1 for unit normals from 'directions fit' and for bare vector files such as "
+                 "an .npy boundary): w moves by "
+                 "strength x step x direction on the direction's layers; 1 is its recommended edit, -1 the "
+                 "opposite one, 0 changes nothing")
+
+
 class DirectionError(HyperInverterError, ValueError):
     """An edit direction (or GANSpace) file is missing, unreadable, or of the wrong size."""
 
@@ -160,6 +169,12 @@ class Direction:
             keep[self.layers[0]:self.layers[1]] = 1
             full = full * keep
         return full
+
+    def step(self, strength: float = 1.0) -> float:
+        """The multiplier of :attr:`vector` for a user-facing ``strength`` (``--strength``, the web page's
+        sliders, the demo): ``strength`` times this direction's default step :attr:`strength` (see
+        :data:`STRENGTH_HELP`)."""
+        return float(strength) * self.strength
 
     def apply(self, ws: torch.Tensor, strength: Optional[float] = None) -> torch.Tensor:
         """``ws [B, num_ws, w_dim]`` (or ``[num_ws, w_dim]``) moved by ``strength * vector`` on ``layers``.

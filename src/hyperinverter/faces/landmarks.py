@@ -20,6 +20,7 @@ LANDMARKS_ENV = "HYPERINVERTER_DLIB_LANDMARKS"
 SYSTEM_LOCATIONS = (Path("/usr/share/dlib") / LANDMARKS_FILE, Path("/usr/local/share/dlib") / LANDMARKS_FILE)
 
 HOW_TO_GET = ("get it with pip install 'hyperinverter[faces]' (the face_recognition_models package ships it), "
+              "hyperinverter download dlib-landmarks, "
               "or apt install libdlib-data (/usr/share/dlib), or download it from dlib.net, decompress it "
               f"(bunzip2) and pass --landmarks PATH or set {LANDMARKS_ENV}")
 
@@ -56,7 +57,8 @@ def find_landmarks_model(path: Optional[PathLike] = None) -> Path:
     """Locate ``shape_predictor_68_face_landmarks.dat``.
 
     Order: ``path`` (e.g. the ``--landmarks`` option), the ``HYPERINVERTER_DLIB_LANDMARKS`` environment
-    variable, the ``face_recognition_models`` package, then ``/usr/share/dlib`` and ``/usr/local/share/dlib``.
+    variable, the ``face_recognition_models`` package, the cache (``hyperinverter download dlib-landmarks``),
+    then ``/usr/share/dlib`` and ``/usr/local/share/dlib``.
     A path given explicitly (argument or environment) must exist; it never falls through to the others.
 
     Raises:
@@ -70,10 +72,12 @@ def find_landmarks_model(path: Optional[PathLike] = None) -> Path:
     found = _package_model()
     if found is not None:
         return found
-    for candidate in SYSTEM_LOCATIONS:
+    from ..home import files_dir
+
+    for candidate in (files_dir() / LANDMARKS_FILE,) + SYSTEM_LOCATIONS:
         if candidate.is_file():
             return candidate
-    tried = ", ".join(str(p) for p in SYSTEM_LOCATIONS)
+    tried = ", ".join(str(p) for p in (files_dir() / LANDMARKS_FILE,) + SYSTEM_LOCATIONS)
     raise LandmarksModelError(f"dlib's 68-point landmark model ({LANDMARKS_FILE}) was not found (looked at "
                               f"${LANDMARKS_ENV}, the face_recognition_models package, {tried}); {HOW_TO_GET}")
 

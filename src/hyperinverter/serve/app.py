@@ -187,6 +187,10 @@ def build_app(session: ServeSession, queue_size: int = DEFAULT_QUEUE_SIZE, title
         with gr.Tab("Edit"):
             with gr.Row():
                 with gr.Column(scale=1):
+                    if session.directions:
+                        gr.Markdown("Strengths count in units of each direction's default step, as `--strength` "
+                                    "in `hyperinverter edit` and `demo`: 1 is its recommended edit, -1 the "
+                                    "opposite one, 0 the reconstruction.", elem_id="hi-strength-help")
                     sliders = []
                     for i, d in enumerate(session.directions):
                         r = session.slider_range(d)

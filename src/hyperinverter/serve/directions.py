@@ -92,8 +92,10 @@ def load_directions(sources: Iterable[PathLike], w_dim: int, num_ws: int,
 
 def combined_offset(directions: list[Direction], strengths: Iterable[float], num_ws: int,
                     w_dim: int) -> Optional[torch.Tensor]:
-    """``sum_i strengths[i] * directions[i]`` as a ``[num_ws, w_dim]`` offset of ``ws`` (each direction on its
-    own rows), or None when every strength is 0."""
+    """``sum_i strengths[i] * step_i * directions[i]`` as a ``[num_ws, w_dim]`` offset of ``ws`` (each direction
+    on its own rows; ``step_i`` its default step, so a strength means what ``--strength`` means in
+    ``hyperinverter edit`` and ``demo``: see :data:`hyperinverter.editing.STRENGTH_HELP`), or None when
+    every strength is 0."""
     strengths = [float(s or 0.0) for s in strengths]
     if len(strengths) != len(directions):
         raise ValueError(f"got {len(strengths)} strengths for {len(directions)} directions")
@@ -103,7 +105,7 @@ def combined_offset(directions: list[Direction], strengths: Iterable[float], num
     for d, s in zip(directions, strengths):
         if s == 0:
             continue
-        total += s * d.row_vectors(num_ws)
+        total += d.step(s) * d.row_vectors(num_ws)
     return total
 
 

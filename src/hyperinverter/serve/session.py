@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from ..domain import DomainRecord, load_domain
 from ..editing.directions import Direction
 from ..inverter import HyperInverter, InversionResult
 from ..metrics.image import mse, psnr, ssim
@@ -233,11 +234,13 @@ class ServeSession:
         output_dir: where downloadable files go (None: a temporary folder removed by :meth:`close`).
         name: the model's name, shown in the page.
         notes: startup messages shown in the page (skipped direction files, alignment status).
+        domain: what the model was trained on (:class:`hyperinverter.domain.DomainRecord`); uploads far
+            outside it get a note. None: no such notes.
     """
 
     def __init__(self, model: HyperInverter, directions: Sequence[Direction] = (), aligner=None,
                  limits: ImageLimits = ImageLimits(), output_dir: Optional[PathLike] = None, name: str = "model",
-                 notes: Iterable[str] = ()):
+                 notes: Iterable[str] = (), domain: Optional[DomainRecord] = None):
         self.model = model.eval()
         self.device = next(model.parameters()).device
         w_dim, num_ws = model.generator.w_dim, model.num_ws
@@ -249,6 +252,7 @@ class ServeSession:
         self.outputs = OutputStore(output_dir)
         self.name = name
         self.notes = list(notes)
+        self.domain = domain
         self.latency = LatencyLog()
         self._lock = threading.Lock()  # one model pass at a time, whoever calls
 
@@ -269,8 +273,12 @@ class ServeSession:
         sources = ([model_dir / "directions"] if (model_dir / "directions").is_dir() else []) + list(directions)
         found, notes = load_directions(sources, net.generator.w_dim, net.num_ws)
         aligner, align_note = make_aligner(align, net.resolution, landmarks)
+        domain = load_domain(model_dir)
+        if aligner is not None and domain is not None and domain.align_message():
+            notes.append(f"face photos are aligned, but this model was trained on {domain.kind}, not on "
+                         "FFHQ-aligned faces: they are outside its domain (--no-align turns alignment off)")
         return cls(net, found, aligner=aligner, limits=limits, output_dir=output_dir,
-                   name=Path(model_dir).name, notes=[align_note] + notes)
+                   name=Path(model_dir).name, notes=[align_note] + notes, domain=domain)
 
     # ------------------------------------------------------------------------------------- properties
     @property
@@ -282,9 +290,9 @@ class ServeSession:
         return [d.name for d in self.directions]
 
     def slider_range(self, direction: Direction) -> float:
-        """The slider goes from ``-r`` to ``r``: 3x the direction's default strength (3 for unit normals)."""
-        s = abs(float(direction.strength or 1.0))
-        return round(3.0 * (s if s > 0 else 1.0), 3)
+        """The slider goes from ``-3`` to ``3``: strengths in units of each direction's default step, as
+        ``--strength`` in ``hyperinverter edit`` and ``demo`` (1 = the direction's recommended edit)."""
+        return 3.0
 
     # ------------------------------------------------------------------------------------------ work
     def prepare(self, path: PathLike) -> PreparedImage:
@@ -302,6 +310,10 @@ class ServeSession:
             ms = self.latency.add("invert", _ms_since(start))
         images = {"input": prepared.crop, "phase1": _pil(result.image_w), "hyperinverter": _pil(result.image)}
         metrics = {"phase1": image_metrics(x, result.image_w), "hyperinverter": image_metrics(x, result.image)}
+        if self.domain is not None:  # one note when the upload is far outside what the model knows
+            outside = self.domain.outside_message("this image", metrics["phase1"]["psnr"])
+            if outside and outside not in prepared.notes:
+                prepared.notes.append(outside)
         return Reconstruction(prepared, result, images, metrics, ms)
 
     def invert_file(self, path: PathLike) -> Reconstruction:

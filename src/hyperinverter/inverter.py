@@ -10,6 +10,7 @@ Module names follow the official checkpoint (``w_encoder``, ``w_bar_encoder``, `
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence, Union
 
@@ -20,10 +21,24 @@ from torch import nn
 from .checkpoints import PretrainedMixin
 from .encoders import LayerWiseEncoder, LayerWiseEncoderConfig, WEncoder, WEncoderConfig
 from .hypernet import TARGET_SETS, Hypernetwork, target_layers
+from .precision import DTYPES, REDUCED_BLOCKS, autocast, check_precision, get_default_precision
+from .precision import precision_of_dtype, resolve_precision
 from .stylegan2 import Generator, GeneratorConfig
+from .stylegan2.residuals import Residuals, cat_residuals, lerp_residuals, raw_items
 from .stylegan2.synthesis import NOISE_MODES
 
-Deltas = dict[str, torch.Tensor]
+#: Input images beyond [-INPUT_RANGE_LIMIT, INPUT_RANGE_LIMIT] are refused (the model expects [-1, 1]; the margin
+#: leaves room for resampling overshoot).
+INPUT_RANGE_LIMIT = 1.5
+#: The largest change of any w coordinate an edit may make (w of a StyleGAN2 lies within a few tens).
+EDIT_STEP_LIMIT = 1e4
+
+
+def _check_batch_size(batch_size) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}"[:200])
+
+Deltas = Mapping[str, torch.Tensor]  # a dict of dense tensors, or Residuals (factored entries, dense on access)
 LayerRange = Union[None, slice, range, Sequence[int], tuple]
 
 
@@ -70,7 +85,7 @@ class InversionResult:
 
     w: torch.Tensor  # [B, w_dim], w_avg included.
     ws: torch.Tensor  # [B, num_ws, w_dim]; w repeated (W), or edited rows.
-    deltas: Deltas  # {synthesis parameter name: [B, *shape]}.
+    deltas: Deltas  # {synthesis parameter name: [B, *shape]} (Residuals: factored, dense when read).
     image: Optional[torch.Tensor] = None  # [B, C, R, R] phase II (θ + Δθ).
     image_w: Optional[torch.Tensor] = None  # [B, C, R, R] phase I (θ).
 
@@ -81,12 +96,12 @@ class InversionResult:
         """The sub-batch ``index`` (an int keeps a batch dimension of 1)."""
         idx = slice(index, index + 1) if isinstance(index, int) else index
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
-        return InversionResult(self.w[idx], self.ws[idx], {k: v[idx] for k, v in self.deltas.items()},
+        return InversionResult(self.w[idx], self.ws[idx], Residuals(raw_items(self.deltas)).select(idx),
                                pick(self.image), pick(self.image_w))
 
     def detach(self) -> "InversionResult":
         f = lambda t: None if t is None else t.detach()  # noqa: E731
-        return InversionResult(self.w.detach(), self.ws.detach(), {k: v.detach() for k, v in self.deltas.items()},
+        return InversionResult(self.w.detach(), self.ws.detach(), Residuals(raw_items(self.deltas)).detach(),
                                f(self.image), f(self.image_w))
 
     def codes(self) -> dict[str, torch.Tensor]:
@@ -123,6 +138,10 @@ class HyperInverter(PretrainedMixin, nn.Module):
                              f"use at least {2 * self.w_bar_encoder.output_reduction}")
         self.hypernet = Hypernetwork(self.targets, input_channels=self.w_bar_encoder.style_channels,
                                      input_size=code_size, hidden_dim=cfg.hidden_dim)
+        #: "fp32" | "bf16" | "fp16", or None: the process default (hyperinverter.precision), else the weights' dtype.
+        self.precision: Optional[str] = None
+        #: How residuals are applied in the generator (see SynthesisNetwork.forward): "auto" | "lowrank" | "grouped".
+        self.residual_path = "auto"
 
     @classmethod
     def from_generator(cls, generator: Generator, w_encoder: Union[WEncoderConfig, dict],
@@ -142,77 +161,175 @@ class HyperInverter(PretrainedMixin, nn.Module):
     def resolution(self) -> int:
         return self.generator.img_resolution
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the weights (float32 unless loaded or cast otherwise)."""
+        return self.generator.synthesis.b4.conv1.weight.dtype
+
+    def effective_precision(self, device: Optional[torch.device] = None) -> str:
+        """The precision an inference runs in: ``self.precision``, else the process default, else the
+        weights' dtype; ``fp16`` becomes ``bf16`` (with a warning) where the device cannot run it."""
+        name = self.precision or get_default_precision() or precision_of_dtype(self.dtype)
+        return resolve_precision(check_precision(name), device or self.generator.w_avg.device)
+
+    def optimize(self, compile: bool = False, channels_last: bool = False, backend: str = "inductor",
+                 mode: Optional[str] = None) -> "HyperInverter":
+        """Opt-in speed-ups for inference; returns ``self``.
+
+        Args:
+            compile: ``torch.compile`` the encoders, the hypernetwork's regressors and the synthesis
+                network (``nn.Module.compile``; the first call of each input shape compiles).
+            channels_last: store the encoders' weights (and feed their inputs) as channels-last, which
+                lets oneDNN / cuDNN pick NHWC kernels.
+            backend, mode: passed to ``torch.compile``.
+        """
+        if channels_last:
+            self.w_encoder.to(memory_format=torch.channels_last)
+            self.w_bar_encoder.to(memory_format=torch.channels_last)
+        self._channels_last = channels_last
+        if compile:
+            for module in (self.w_encoder, self.w_bar_encoder, self.generator.synthesis,
+                           *self.hypernet.weight_regressors.values()):
+                module.compile(backend=backend, mode=mode)
+        return self
+
+    def _apply_process_options(self) -> None:
+        """``--compile`` / ``--channels-last`` of the command line (hyperinverter.runtime), once per model."""
+        from .runtime import inference_options
+
+        opts = inference_options()
+        if (opts.compile or opts.channels_last) and not getattr(self, "_optimized", False):
+            self.optimize(compile=opts.compile, channels_last=opts.channels_last)
+            self._optimized = True
+
     def train(self, mode: bool = True) -> "HyperInverter":
         super().train(mode)
         self.generator.eval()  # frozen; kept in eval whatever the rest does
         return self
 
     # --------------------------------------------------------------------------------------- passes
+    @staticmethod
+    def check_images(x: torch.Tensor) -> None:
+        """Type, shape, finiteness and range of an input batch (the one host sync; done where inputs enter).
+
+        Images are floating point in [-1, 1] (``x / 127.5 - 1`` of 8-bit values); values beyond
+        ``±INPUT_RANGE_LIMIT`` (0..255 images, garbage) are refused with the range found."""
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"images must be a torch.Tensor [B, 3, H, W], got a {type(x).__name__}")
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"images must have shape [B, 3, H, W], got {list(x.shape)}")
+        if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+            raise ValueError(f"images must not be empty, got shape {list(x.shape)}")
+        if not x.is_floating_point():
+            hint = " (8-bit images: x.float() / 127.5 - 1)" if x.dtype == torch.uint8 else ""
+            raise ValueError(f"images must be floating point in [-1, 1], got dtype {str(x.dtype).replace('torch.', '')}"
+                             f"{hint}")
+        lo, hi = torch.aminmax(x.detach().float())
+        lo, hi = float(lo), float(hi)
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError("images contain NaN or infinite values")
+        if lo < -INPUT_RANGE_LIMIT or hi > INPUT_RANGE_LIMIT:
+            hint = " (looks like 0..255: use x / 127.5 - 1)" if lo >= 0 and hi > 2 and hi <= 255 else ""
+            raise ValueError(f"images must be in [-1, 1], got values in [{lo:.4g}, {hi:.4g}]{hint}")
+
     def _encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"images must have shape [B, 3, H, W], got {list(x.shape)}")
-        if not torch.isfinite(x).all():
-            raise ValueError("images contain NaN or infinite values")
         size = self.config.encoder_input_size
+        x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         if x.shape[-2:] != (size, size):
             # The official model: bilinear, align_corners=False, no antialiasing.
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        if getattr(self, "_channels_last", False):
+            x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+    def _autocast(self, precision: str):
+        """Autocast for the encoders and hypernetworks (weights stored in bf16/fp16 always need one)."""
+        if precision == "fp32" and self.dtype in (torch.bfloat16, torch.float16):
+            precision = precision_of_dtype(self.dtype)
+        return autocast(self.generator.w_avg.device, precision)
 
     def encode_w(self, x: torch.Tensor) -> torch.Tensor:
         """Phase I code: ``[B, 3, H, W]`` -> ``w`` ``[B, w_dim]`` (with ``w_avg``)."""
-        return self._encode_w(self._encoder_input(x))
+        self.check_images(x)
+        return self._encode_w(self._encoder_input(x), self.effective_precision(x.device))
 
-    def _encode_w(self, x: torch.Tensor) -> torch.Tensor:  # x already checked and resized
-        return self.w_encoder(x) + self.generator.w_avg
+    def _encode_w(self, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:  # x already resized
+        with self._autocast(precision):
+            w = self.w_encoder(x)
+        return w.float() + self.generator.w_avg.float()
 
     def render(self, ws: torch.Tensor, deltas: Optional[Mapping[str, torch.Tensor]] = None,
-               batch_size: Optional[int] = None) -> torch.Tensor:
-        """Generator images for ``ws`` with optional per-sample residuals, in chunks of ``batch_size``."""
+               batch_size: Optional[int] = None, precision: Optional[str] = None) -> torch.Tensor:
+        """Generator images for ``ws`` with optional per-sample residuals, in chunks of ``batch_size``.
+
+        ``precision``: None = :meth:`effective_precision`; bf16/fp16 run the highest-resolution blocks
+        in that dtype (``SynthesisNetwork.forward``'s ``reduced_dtype``)."""
+        precision = precision or self.effective_precision(ws.device)
+        reduced = None if precision == "fp32" else DTYPES[precision]
+        synth = lambda w, d: self.generator.synthesis(  # noqa: E731
+            w, noise_mode=self.config.noise_mode, weight_deltas=d or None, residual_path=self.residual_path,
+            reduced_dtype=reduced, reduced_blocks=REDUCED_BLOCKS)
         if batch_size is None or ws.shape[0] <= batch_size:
-            return self.generator.synthesis(ws, noise_mode=self.config.noise_mode, weight_deltas=deltas or None)
+            return synth(ws, deltas)
         chunks = []
+        raw = raw_items(deltas or {})
         for start in range(0, ws.shape[0], batch_size):
             part = slice(start, start + batch_size)
-            sub = {k: (v if v.shape[0] == 1 else v[part]) for k, v in (deltas or {}).items()}
-            chunks.append(self.generator.synthesis(ws[part], noise_mode=self.config.noise_mode,
-                                                   weight_deltas=sub or None))
+            chunks.append(synth(ws[part], {k: (v if v.shape[0] == 1 else v[part]) for k, v in raw.items()}))
         return torch.cat(chunks)
 
     def predict_deltas(self, x: torch.Tensor, image_w: torch.Tensor) -> Deltas:
         """Δθ from the input and the phase-I image (both resized to the encoder input size)."""
-        return self._predict_deltas(self._encoder_input(x), self._encoder_input(image_w))
+        self.check_images(x)
+        precision = self.effective_precision(x.device)
+        return self._predict_deltas(self._encoder_input(x), self._encoder_input(image_w), precision)
 
-    def _predict_deltas(self, x: torch.Tensor, image_w: torch.Tensor) -> Deltas:  # x checked and resized
+    def _predict_deltas(self, x: torch.Tensor, image_w: torch.Tensor, precision: str = "fp32") -> Residuals:
         size = self.config.encoder_input_size
         if image_w.shape[-2:] != (size, size):
             image_w = F.interpolate(image_w, size=(size, size), mode="bilinear", align_corners=False)
-        if self.w_bar_encoder.training:  # BatchNorm batch statistics: one pass per image set, as officially
-            input_codes, image_codes = self.w_bar_encoder(x), self.w_bar_encoder(image_w)
-        else:  # running statistics: one pass over both sets is the same and faster
-            input_codes, image_codes = self.w_bar_encoder(torch.cat([x, image_w])).chunk(2)
-        return self.hypernet(image_codes, input_codes)
+        with self._autocast(precision):
+            if self.w_bar_encoder.training:  # BatchNorm batch statistics: one pass per image set, as officially
+                input_codes, image_codes = self.w_bar_encoder(x), self.w_bar_encoder(image_w)
+            else:  # running statistics: one pass over both sets is the same and faster
+                input_codes, image_codes = self.w_bar_encoder(torch.cat([x, image_w])).chunk(2)
+            factored = self.hypernet(image_codes, input_codes, factored=True)
+        # Factors in float32 (the weights' own tensors when they are float32): the generator mixes them.
+        return Residuals({k: v.with_h(v.h.float()) for k, v in factored.items()})
 
     def forward(self, x: torch.Tensor) -> InversionResult:
-        """Invert ``x`` ``[B, 3, H, W]`` in [-1, 1] (any square size; resized for the encoders)."""
-        x = self._encoder_input(x)  # checked and resized once
-        w = self._encode_w(x)
+        """Invert ``x`` ``[B, 3, H, W]`` in [-1, 1] (any square size; resized for the encoders).
+
+        Δθ comes back factored (:class:`~hyperinverter.stylegan2.residuals.Residuals`: reading an entry
+        gives the dense ``[B, *shape]`` tensor). Inputs are not checked for NaN here (no host sync:
+        :meth:`invert`, :meth:`encode_w` and :meth:`predict_deltas` check them)."""
+        precision = self.effective_precision(x.device)
+        x = self._encoder_input(x)  # resized once
+        w = self._encode_w(x, precision)
         ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)  # [B, num_ws, w_dim]: one code in W
         with torch.no_grad():
-            image_w = self.render(ws)
-        deltas = self._predict_deltas(x, image_w)
-        image = self.render(ws, deltas)
+            image_w = self.render(ws, precision=precision)
+        deltas = self._predict_deltas(x, image_w, precision)
+        image = self.render(ws, deltas, precision=precision)
         return InversionResult(w=w, ws=ws, deltas=deltas, image=image, image_w=image_w)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def invert(self, x: torch.Tensor, batch_size: int = 8) -> InversionResult:
-        """Inference in chunks of ``batch_size`` (no gradients)."""
+        """Inference in chunks of ``batch_size`` (no gradients; inputs checked once: see :meth:`check_images`;
+        float16/bfloat16/float64 inputs are read as float32)."""
+        _check_batch_size(batch_size)
+        self.check_images(x)
+        if x.dtype != torch.float32:
+            x = x.float()
+        self._apply_process_options()
         if x.shape[0] <= batch_size:
             return self(x).detach()
         parts = [self(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]
         return InversionResult(
             w=torch.cat([p.w for p in parts]), ws=torch.cat([p.ws for p in parts]),
-            deltas={k: torch.cat([p.deltas[k] for p in parts]) for k in parts[0].deltas},
+            deltas=cat_residuals([p.deltas for p in parts]),
             image=torch.cat([p.image for p in parts]), image_w=torch.cat([p.image_w for p in parts]))
 
     # -------------------------------------------------------------------------------- edit, interpolate
@@ -230,7 +347,7 @@ class HyperInverter(PretrainedMixin, nn.Module):
             raise ValueError(f"layers {layers!r} select {idx}; valid rows are 0..{self.num_ws - 1}")
         return idx
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def edit(self, result: InversionResult, direction: torch.Tensor, strength: float = 1.0,
              layers: LayerRange = None, batch_size: Optional[int] = 8) -> InversionResult:
         """Move ``ws`` by ``strength * direction`` (on the rows ``layers`` only), keep Δθ, render.
@@ -246,14 +363,24 @@ class HyperInverter(PretrainedMixin, nn.Module):
                              f"{w_dim}], got {list(direction.shape)}")
         if not torch.isfinite(direction).all():
             raise ValueError("the edit direction contains NaN or infinite values")
+        if isinstance(strength, torch.Tensor) and strength.numel() == 1:
+            strength = strength.item()
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
+            raise ValueError(f"strength must be a finite number, got {strength if isinstance(strength, (int, float)) else type(strength).__name__}")
+        if batch_size is not None:
+            _check_batch_size(batch_size)
         direction = direction.reshape(-1, w_dim).expand(self.num_ws, w_dim)
         idx = self._layer_index(layers)
         ws = result.ws.clone()
         ws[:, idx] += strength * direction[idx]
+        step = float((strength * direction[idx]).abs().max())
+        if not math.isfinite(step) or step > EDIT_STEP_LIMIT:
+            raise ValueError(f"the edit moves w by up to {step:.3g} (strength x direction), far outside the latent "
+                             f"space (limit {EDIT_STEP_LIMIT:g}); check the direction's scale and the strength")
         image = self.render(ws, result.deltas, batch_size)
         return InversionResult(w=ws[:, 0], ws=ws, deltas=result.deltas, image=image)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def interpolate(self, a: InversionResult, b: InversionResult, steps: int = 8,
                     batch_size: Optional[int] = 8) -> InversionResult:
         """``steps`` frames from ``a`` (t=0) to ``b`` (t=1): both ``ws`` and every Δθ are lerped."""
@@ -266,7 +393,7 @@ class HyperInverter(PretrainedMixin, nn.Module):
         t = torch.linspace(0, 1, steps, device=a.ws.device)
         lerp = lambda x, y: x + (y - x) * t.view(-1, *([1] * (x.ndim - 1)))  # noqa: E731  [steps, ...]
         ws = lerp(a.ws, b.ws)
-        deltas = {k: lerp(a.deltas[k], b.deltas[k]) for k in a.deltas}
+        deltas = lerp_residuals(a.deltas, b.deltas, t)  # factored residuals stay factored
         image = self.render(ws, deltas, batch_size)
         return InversionResult(w=lerp(a.w, b.w), ws=ws, deltas=deltas, image=image)
 

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from ..stylegan2.residuals import LowRankResidual
+
 
 class WeightRegressor(nn.Module):
     """Predicts Δθ ``[B, *target_shape]`` for one generator weight from E2 features of one slot.
@@ -70,8 +72,16 @@ class WeightRegressor(nn.Module):
         # Official memory reinterpretation: the [in, out*k*k] buffer is read as [out, in, k, k].
         return h.reshape(b, *self.target_shape)
 
-    def forward(self, image_codes: torch.Tensor, input_codes: torch.Tensor) -> torch.Tensor:
-        return self.expand(self.code(image_codes, input_codes))
+    def factored(self, code: torch.Tensor) -> LowRankResidual:
+        """``[B, D]`` -> Δθ in factored form (``h = code @ w1 + b1`` ``[B, in, D]``, ``w2``, ``b2``);
+        ``.dense()`` equals :meth:`expand`. The synthesis applies it without per-sample kernels where it can."""
+        h = (code @ self.w1 + self.b1).view(code.shape[0], self.in_features, self.hidden_dim)
+        return LowRankResidual(h, self.w2, self.b2, self.target_shape)
+
+    def forward(self, image_codes: torch.Tensor, input_codes: torch.Tensor, factored: bool = False):
+        """Δθ ``[B, *target_shape]``, or a :class:`LowRankResidual` when ``factored``."""
+        code = self.code(image_codes, input_codes)
+        return self.factored(code) if factored else self.expand(code)
 
     def extra_repr(self) -> str:
         return f"target_shape={self.target_shape}, hidden_dim={self.hidden_dim}"

@@ -61,15 +61,21 @@ def modulated_conv2d(
         x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
                             flip_weight=flip_weight)
         if demodulate:
-            dcoefs = (weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)).square().sum(dim=[2, 3, 4])
-            x = x * (dcoefs + 1e-8).rsqrt().to(x.dtype).reshape(batch, -1, 1, 1)  # [B, O, 1, 1]
+            x = x * demodulation(weight, styles).to(x.dtype).reshape(batch, -1, 1, 1)  # [B, O, 1, 1]
         if noise is not None:
             x = x + noise.to(x.dtype)
         return x
 
-    w = (weight if per_sample else weight.unsqueeze(0)) * styles.reshape(batch, 1, -1, 1, 1)  # [B, O, I, k, k]
-    if demodulate:
-        w = w * (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
+    w = weight if per_sample else weight.unsqueeze(0)
+    if _reference_order(weight, styles):
+        w = w * styles.reshape(batch, 1, -1, 1, 1)  # [B, O, I, k, k]
+        if demodulate:
+            w = w * (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
+    else:  # one kernel per sample: θ_b · s_b · d_b as one [B, O, I, 1, 1] scale of the kernel
+        scale = styles.reshape(batch, 1, -1)  # [B, 1, I]
+        if demodulate:
+            scale = scale * demodulation(weight, styles).unsqueeze(2)  # [B, O, I]
+        w = w * scale.unsqueeze(-1).unsqueeze(-1)  # [B, O, I, k, k]
     x = x.reshape(1, -1, *x.shape[2:])  # [1, B*I, H, W]
     w = w.reshape(-1, in_ch, kh, kw).to(x.dtype)  # [B*O, I, k, k]
     x = conv2d_resample(x, w, f=resample_filter, up=up, down=down, padding=padding, groups=batch,
@@ -78,3 +84,25 @@ def modulated_conv2d(
     if noise is not None:
         x = x + noise.to(x.dtype)
     return x
+
+
+def demodulation(weight: torch.Tensor, styles: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``rsqrt(Σ_{i,k} (weight[o,i,k] · styles[b,i])² + eps)`` as ``styles² @ Σ_k weight²``: ``[B, O]``.
+
+    ``weight`` is ``[O, I, k, k]`` or ``[B, O, I, k, k]``; in inference no ``[B, O, I, k, k]`` temporary is
+    formed for a shared kernel (with autograd the reference product is kept, see below).
+    """
+    batch = styles.shape[0]
+    if _reference_order(weight, styles):
+        w = (weight if weight.ndim == 5 else weight.unsqueeze(0)) * styles.reshape(batch, 1, -1, 1, 1)
+        return (w.square().sum(dim=[2, 3, 4]) + eps).rsqrt()
+    dtype = torch.promote_types(weight.dtype, styles.dtype)
+    sq = torch.linalg.vector_norm(weight, dim=(-2, -1), dtype=dtype).square()  # [O, I] or [B, O, I]
+    t = styles.square().to(dtype).unsqueeze(1)  # [B, 1, I]
+    return ((sq * t).sum(dim=-1) + eps).rsqrt()
+
+
+def _reference_order(weight: torch.Tensor, styles: torch.Tensor) -> bool:
+    """With autograd, keep the reference order of operations: its gradients give every sample the same
+    numbers whatever the batch (per-image optimisation such as PTI and W/W+ fitting relies on it)."""
+    return torch.is_grad_enabled() and (weight.requires_grad or styles.requires_grad)

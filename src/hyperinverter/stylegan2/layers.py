@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..ops import ACTIVATION_GAINS, bias_act, conv2d_resample, setup_filter
+from .residuals import as_dense
 
 Deltas = Mapping[str, torch.Tensor]
 
@@ -62,7 +63,7 @@ class FullyConnectedLayer(nn.Module):
         w = self.weight.to(x.dtype) * self.weight_gain
         y = x.matmul(w.t())
         if "weight" in deltas:  # per-sample residual: y_b += (dW_b * gain) x_b
-            dw = deltas["weight"].to(x.dtype) * self.weight_gain  # [B|1, out, in]
+            dw = as_dense(deltas["weight"]).to(x.dtype) * self.weight_gain  # [B|1, out, in]
             y = y + torch.einsum("boi,bi->bo", dw.expand(x.shape[0], -1, -1), x)
         b = None
         if self.bias is not None:

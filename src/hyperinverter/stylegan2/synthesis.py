@@ -9,9 +9,16 @@ import torch
 from torch import nn
 
 from ..ops import ACTIVATION_GAINS, bias_act, modulated_conv2d, setup_filter, upsample2d
+from ..ops.lowrank_conv2d import lowrank_is_cheaper, lowrank_modulated_conv2d
 from .layers import Deltas, FullyConnectedLayer, sub_deltas
+from .residuals import LowRankResidual, as_dense, raw_items
 
 NOISE_MODES = ("const", "random", "none")
+#: How factored residuals are applied: "auto" (cost model per layer), "lowrank" (wherever the shapes
+#: allow), "grouped" (always build the per-sample kernels; the reference path).
+RESIDUAL_PATHS = ("auto", "lowrank", "grouped")
+#: Output clamp of layers that run in reduced precision when the generator has no conv_clamp (NVlabs: 256).
+REDUCED_PRECISION_CLAMP = 256.0
 
 
 class SynthesisLayer(nn.Module):
@@ -53,14 +60,20 @@ class SynthesisLayer(nn.Module):
         noise_mode: str = "const",
         fused_modconv: Optional[bool] = None,
         deltas: Optional[Deltas] = None,
+        residual_path: str = "auto",
     ) -> torch.Tensor:
         # x: [B, in, r/up, r/up], w: [B, w_dim] -> [B, out, r, r]
         deltas = deltas or {}
         batch = x.shape[0]
         styles = self.affine(w, sub_deltas(deltas, "affine"))  # [B, in]
         weight = self.weight
-        if "weight" in deltas:
-            weight = weight + deltas["weight"].expand(batch, *weight.shape)  # [B, out, in, k, k]
+        factored = deltas.get("weight")
+        if isinstance(factored, LowRankResidual) and factored.shape[0] != batch:  # one residual shared by the batch
+            factored = factored.with_h(factored.h.expand(batch, -1, -1))
+        if not isinstance(factored, LowRankResidual) or not self.use_lowrank(factored, residual_path):
+            factored = None
+            if "weight" in deltas:
+                weight = weight + as_dense(deltas["weight"]).expand(batch, *weight.shape)  # [B, out, in, k, k]
 
         noise = None
         if self.use_noise and noise_mode != "none":
@@ -73,13 +86,31 @@ class SynthesisLayer(nn.Module):
                 noise = self.noise_const.to(x.dtype)
             noise = noise * strength.to(x.dtype)
 
-        x = modulated_conv2d(x, weight, styles, noise=noise, up=self.up, padding=self.padding,
-                             resample_filter=self.resample_filter, flip_weight=(self.up == 1),
-                             fused_modconv=fused_modconv)
+        if factored is not None:  # shared convs + per-sample channel mix, no per-sample kernels
+            x = lowrank_modulated_conv2d(x, weight, factored.kernels(), factored.mix(), styles, noise=noise,
+                                         up=self.up, padding=self.padding, resample_filter=self.resample_filter,
+                                         flip_weight=(self.up == 1))
+        else:
+            x = modulated_conv2d(x, weight, styles, noise=noise, up=self.up, padding=self.padding,
+                                 resample_filter=self.resample_filter, flip_weight=(self.up == 1),
+                                 fused_modconv=fused_modconv)
         bias = self.bias
         if "bias" in deltas:
             bias = (bias + deltas["bias"]).expand(batch, -1)
-        return bias_act(x, bias, act="lrelu", gain=self.act_gain, clamp=self.conv_clamp)
+        return bias_act(x, bias, act="lrelu", gain=self.act_gain, clamp=_clamp(self.conv_clamp, x.dtype))
+
+    def use_lowrank(self, delta: LowRankResidual, residual_path: str = "auto") -> bool:
+        """Whether this layer applies the factored residual ``delta`` without per-sample kernels."""
+        if residual_path not in RESIDUAL_PATHS:
+            raise ValueError(f"residual_path must be one of {RESIDUAL_PATHS}, got {residual_path!r}")
+        if residual_path == "grouped" or delta.groups is None or tuple(delta.param_shape) != tuple(self.weight.shape):
+            return False
+        if residual_path == "lowrank":
+            return True
+        out_ch, in_ch, kh, kw = self.weight.shape
+        conv_pixels = (self.resolution // self.up) ** 2
+        return lowrank_is_cheaper(delta.shape[0], out_ch, in_ch, kh * kw, delta.w2.shape[0] + 1, conv_pixels,
+                                  self.resolution ** 2)
 
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
@@ -118,12 +149,12 @@ class ToRGBLayer(nn.Module):
         styles = self.affine(w, sub_deltas(deltas, "affine")) * self.weight_gain
         weight = self.weight
         if "weight" in deltas:
-            weight = weight + deltas["weight"].expand(batch, *weight.shape)
+            weight = weight + as_dense(deltas["weight"]).expand(batch, *weight.shape)
         x = modulated_conv2d(x, weight, styles, demodulate=False, fused_modconv=fused_modconv)
         bias = self.bias
         if "bias" in deltas:
             bias = (bias + deltas["bias"]).expand(batch, -1)
-        return bias_act(x, bias, clamp=self.conv_clamp)
+        return bias_act(x, bias, clamp=_clamp(self.conv_clamp, x.dtype))
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, out_channels={self.out_channels}"
@@ -167,18 +198,22 @@ class SynthesisBlock(nn.Module):
         noise_mode: str = "const",
         fused_modconv: Optional[bool] = None,
         deltas: Optional[Deltas] = None,
+        residual_path: str = "auto",
+        dtype: torch.dtype = torch.float32,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # ws: [B, num_conv + num_torgb, w_dim]; x: [B, in, r/2, r/2] | None; img: [B, C, r/2, r/2] | None
+        # dtype: of the activations in this block (styles, demodulation and img stay float32).
         w_iter = iter(ws.unbind(dim=1))
         batch = ws.shape[0]
         if self.in_channels == 0:
             const = self.const.to(ws.dtype).unsqueeze(0)  # [1, C, r, r]
             if deltas and "const" in deltas:
                 const = const + deltas["const"].to(ws.dtype)  # [B|1, C, r, r]
-            x = const.expand(batch, -1, -1, -1)
+            x = const.expand(batch, -1, -1, -1).to(dtype)
         else:
-            x = self.conv0(x, next(w_iter), noise_mode, fused_modconv, sub_deltas(deltas, "conv0"))
-        x = self.conv1(x, next(w_iter), noise_mode, fused_modconv, sub_deltas(deltas, "conv1"))
+            x = self.conv0(x.to(dtype), next(w_iter), noise_mode, fused_modconv, sub_deltas(deltas, "conv0"),
+                           residual_path)
+        x = self.conv1(x, next(w_iter), noise_mode, fused_modconv, sub_deltas(deltas, "conv1"), residual_path)
         if img is not None:
             img = upsample2d(img, self.resample_filter)
         y = self.torgb(x, next(w_iter), fused_modconv, sub_deltas(deltas, "torgb")).to(torch.float32)
@@ -233,12 +268,12 @@ class SynthesisNetwork(nn.Module):
                 raise ValueError(f"weight_deltas[{name!r}]: the synthesis network has no parameter of that name "
                                  f"(names are those of G.synthesis.named_parameters(), e.g. {close})")
             expected = tuple(params[name].shape)
-            if not isinstance(delta, torch.Tensor) or tuple(delta.shape[1:]) != expected or \
-                    delta.shape[0] not in (1, batch):
-                got = list(delta.shape) if isinstance(delta, torch.Tensor) else type(delta).__name__
+            tensor_like = isinstance(delta, (torch.Tensor, LowRankResidual))
+            if not tensor_like or tuple(delta.shape[1:]) != expected or delta.shape[0] not in (1, batch):
+                got = list(delta.shape) if tensor_like else type(delta).__name__
                 raise ValueError(f"weight_deltas[{name!r}] has shape {got}; expected [{batch}, "
                                  f"{', '.join(map(str, expected))}] (batch of ws) or [1, ...]")
-            if not torch.is_floating_point(delta):
+            if not delta.dtype.is_floating_point:
                 raise ValueError(f"weight_deltas[{name!r}] must be a floating-point tensor, got {delta.dtype}")
 
     def forward(
@@ -247,6 +282,9 @@ class SynthesisNetwork(nn.Module):
         noise_mode: str = "const",
         weight_deltas: Optional[Mapping[str, torch.Tensor]] = None,
         fused_modconv: Optional[bool] = None,
+        residual_path: str = "auto",
+        reduced_dtype: Optional[torch.dtype] = None,
+        reduced_blocks: int = 4,
     ) -> torch.Tensor:
         """Render images from ws.
 
@@ -257,6 +295,14 @@ class SynthesisNetwork(nn.Module):
                 (names as ``named_parameters()`` gives them) for each sample before modulation.
             fused_modconv: force the grouped (True) or activation-scaling (False) modulated conv;
                 None picks per layer: grouped where a layer has per-sample kernels or autograd is off.
+            residual_path: for factored residuals (:class:`~hyperinverter.stylegan2.residuals.LowRankResidual`,
+                what the hypernetworks give): ``"auto"`` picks per layer by cost, ``"lowrank"`` applies them
+                without per-sample kernels wherever ``in`` is a multiple of ``out``, ``"grouped"`` always
+                builds the per-sample kernels. The results agree to float rounding.
+            reduced_dtype: ``torch.bfloat16`` or ``torch.float16`` runs the activations of the highest
+                ``reduced_blocks`` resolutions in that dtype, as NVlabs does with ``num_fp16_res``: styles,
+                demodulation and the image skip path stay float32, and layer outputs are clamped to
+                ±conv_clamp (±256 when the generator has none). None = float32 everywhere.
         Returns:
             ``[B, img_channels, img_resolution, img_resolution]`` float32.
         """
@@ -265,15 +311,28 @@ class SynthesisNetwork(nn.Module):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if weight_deltas:
+            weight_deltas = raw_items(weight_deltas)  # factored entries stay factored
             self.check_deltas(weight_deltas, ws.shape[0])
+        if reduced_dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"reduced_dtype must be None, torch.bfloat16 or torch.float16, got {reduced_dtype}")
         ws = ws.to(torch.float32)
+        first_reduced = len(self.block_resolutions) - (reduced_blocks if reduced_dtype is not None else 0)
         x = img = None
         w_idx = 0
-        for block, res in zip(self.blocks(), self.block_resolutions):
+        for k, (block, res) in enumerate(zip(self.blocks(), self.block_resolutions)):
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
-            x, img = block(x, img, block_ws, noise_mode, fused_modconv, sub_deltas(weight_deltas, f"b{res}"))
+            dtype = reduced_dtype if k >= first_reduced else torch.float32
+            x, img = block(x, img, block_ws, noise_mode, fused_modconv, sub_deltas(weight_deltas, f"b{res}"),
+                           residual_path, dtype)
         return img
 
     def extra_repr(self) -> str:
         return f"w_dim={self.w_dim}, num_ws={self.num_ws}, img_resolution={self.img_resolution}"
+
+
+def _clamp(conv_clamp: Optional[float], dtype: torch.dtype) -> Optional[float]:
+    """The layer's clamp; in reduced precision a generator without one gets NVlabs' 256."""
+    if conv_clamp is None and dtype in (torch.float16, torch.bfloat16):
+        return REDUCED_PRECISION_CLAMP
+    return conv_clamp

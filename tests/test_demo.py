@@ -79,7 +79,7 @@ def test_labelled_grid_size():
 
 def _fit_directions(model_dir):
     assert main(["directions", "fit-portraits", "--model", str(model_dir), "--count", "40", "--attributes", "smile",
-                 "yaw", "--device", "cpu"]) == 0
+                 "yaw", "--device", "cpu", "--overwrite"]) == 0  # called by several tests: replaces its own files
     return model_dir / "directions"
 
 

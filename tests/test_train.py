@@ -266,3 +266,67 @@ def test_full_disk_keeps_the_previous_checkpoint(folder, generator_dir, tmp_path
     assert path.read_bytes() == before
     assert not list(path.parent.glob(".*.tmp"))  # no half-written file left behind
     assert "previous checkpoint is kept" in caplog.text
+
+
+# ------------------------------------------------------------------------- runs never clobbered (issue 15)
+def test_a_fresh_start_in_an_existing_run_is_refused(folder, generator_dir, tmp_path):
+    _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "x", 2))
+    path = tmp_path / "x" / "checkpoints" / "latest.pt"
+    before = path.read_bytes(), (tmp_path / "x" / "config.yaml").read_text()
+    with pytest.raises(TrainingError, match=r"holds a run at step 2 .*--resume"):
+        _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "x", 5))
+    assert (path.read_bytes(), (tmp_path / "x" / "config.yaml").read_text()) == before
+
+
+def test_resume_applies_a_changed_batch_size_and_records_it(folder, generator_dir, tmp_path, caplog):
+    _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "b", 2))
+    caplog.set_level("WARNING", logger="hyperinverter")
+    resumed, _ = _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "b", 3) +
+                        ["run.batch_size=8"], resume=True)
+    assert resumed.sampler.batch_size == 8 and resumed.step == 3
+    assert "batch size from the checkpoint's 4 to 8; applied" in caplog.text
+    assert "batch_size: 8" in (tmp_path / "b" / "config.yaml").read_text()
+    state = torch.load(tmp_path / "b" / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["sampler"]["batch_size"] == 8 and "batch_size: 8" in state["config_yaml"]
+
+
+def test_failing_saves_keep_the_last_good_checkpoint_and_stop_cleanly(folder, generator_dir, tmp_path, monkeypatch,
+                                                                     caplog):
+    real_save = torch.save
+    calls = []
+
+    def short_write(obj, f, *args, **kwargs):  # what torch.save raises on a full disk
+        calls.append(obj["step"])
+        if obj["step"] >= 2:
+            Path(f).write_bytes(b"\0" * 1000)  # a partial file the writer must remove
+            raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", short_write)
+    caplog.set_level("ERROR", logger="hyperinverter")
+    out = tmp_path / "full"
+    with pytest.raises(TrainingError, match=r"previous checkpoint is kept \(step 1\); stopped at step 4"):
+        _train("w-encoder", _w_encoder_overrides(folder, generator_dir, out, 4) + ["run.ckpt_every=1"])
+    assert calls == [1, 2, 3, 4]  # steps 2 and 3 failed, were logged, and training went on
+    assert caplog.text.count("training goes on") == 2 and "is the disk full?" in caplog.text
+    assert torch.load(out / "checkpoints" / "latest.pt", weights_only=True)["step"] == 1
+    assert not list((out / "checkpoints").glob(".*.tmp"))
+
+
+def test_an_unwritable_checkpoint_folder_is_said_and_ends_cleanly(folder, generator_dir, tmp_path):
+    out = tmp_path / "blocked"
+    out.mkdir()
+    (out / "checkpoints").write_text("a file where the folder should be")
+    with pytest.raises(TrainingError, match=r"checkpoints.*no checkpoint of this run has been written yet"):
+        _train("w-encoder", _w_encoder_overrides(folder, generator_dir, out, 1))
+
+
+def test_stale_temporaries_of_a_killed_save_are_removed_on_start(folder, generator_dir, tmp_path, caplog):
+    _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "k", 1))
+    stale = [tmp_path / "k" / "checkpoints" / ".latest.pt.abc123xy.tmp",
+             tmp_path / "k" / "w_encoder" / ".model.safetensors.q1w2e3r4.tmp"]
+    for s in stale:
+        s.write_bytes(b"\0" * 100_000)
+    caplog.set_level("WARNING", logger="hyperinverter")
+    _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "k", 2), resume=True)
+    assert not any(s.exists() for s in stale) and "left by an interrupted save" in caplog.text

@@ -48,9 +48,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .utils.images import make_grid, save_image
     from .workflows import generator_from
 
+    from .utils.outputs import OutputPlan, check_writable
+
     if args.generator is None:
         raise ValueError("generate: no generator given; use --model NAME_OR_FOLDER (e.g. --model portraits64) or "
                          "--generator FILE (.pkl, .pt, .safetensors)")
+    _check_batch_size(args.batch_size)
+    plan = OutputPlan(inputs=[Path(args.generator)], overwrite=args.overwrite)
+    plan.add(args.output)
+    plan.check()
+    check_writable(args.output.parent)
     device = _device(args.device)
     G, source = generator_from(args.generator, device=device)
     print(f"generator: {source}; {G.img_resolution}px, num_ws={G.num_ws}, "
@@ -74,10 +81,32 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .stylegan2.formats import load_discriminator, load_generator
 
     loader = load_discriminator if args.network == "discriminator" else load_generator
+    _plan_pretrained_folder(args.output, [args.source], args.overwrite)
     model = loader(args.source)
     out = model.save_pretrained(args.output, dtype=torch.float16 if args.fp16 else None)
     print(f"wrote {out} ({type(model).__name__}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params)")
     return 0
+
+
+def _check_batch_size(value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"--batch-size must be a positive whole number, got {value}")
+
+
+def _plan_pretrained_folder(folder: Path, inputs, overwrite: bool, sub: tuple = ()) -> None:
+    """Refuse (before any work) a save_pretrained folder whose files exist (without --overwrite) or are inputs."""
+    from .checkpoints import CONFIG_NAME, WEIGHTS_NAME
+    from .utils.outputs import OutputPlan, check_writable
+
+    srcs = []
+    for p in inputs:
+        p = Path(p)
+        srcs += [p, p / CONFIG_NAME, p / WEIGHTS_NAME] if p.is_dir() else [p]
+    plan = OutputPlan(inputs=srcs, overwrite=overwrite)
+    for folder_ in (Path(folder), *(Path(folder) / s_ for s_ in sub)):
+        plan.add_folder_files(folder_, [CONFIG_NAME, WEIGHTS_NAME])
+    plan.check()
+    check_writable(folder)
 
 
 def _load_model(path: Path, device):
@@ -87,6 +116,10 @@ def _load_model(path: Path, device):
     print(f"model: {path} ({model.resolution}px, hidden_dim {model.config.hidden_dim}, {len(model.targets)} "
           f"target layers), device {device}")
     return model
+
+
+def _print_skipped(path, reason: str) -> None:
+    print(f"skipped: {path}: {reason}", file=sys.stderr)
 
 
 def _print_notes(notes: dict) -> None:
@@ -115,9 +148,15 @@ def cmd_invert(args: argparse.Namespace) -> int:
     from .utils.image_io import iter_image_paths
     from .workflows import invert_files
 
+    from .pretrained import resolve
+    from .workflows import plan_invert_outputs
+
+    resolve(args.model)  # a missing model is named first (cheap; loading comes after the output checks)
+    paths = iter_image_paths(args.images, skipped=_print_skipped)
+    if not args.align:  # refuse clobbering before the model is even loaded
+        plan_invert_outputs(paths, args.output, args.overwrite)
     device = _device(args.device)
     model = _load_model(args.model, device)
-    paths = iter_image_paths(args.images)
     align_failed = []
     if args.align:  # cut out each photo's face first (crops + JSON in <output>/aligned); the crops are inverted
         from .faces.cli import align_files
@@ -128,7 +167,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
             print(f"skipped: {message}", file=sys.stderr)
     with tqdm(total=len(paths), unit="img", desc="inverting", disable=args.quiet) as bar:
         report = invert_files(model, paths, args.output, batch_size=args.batch_size, device=device,
-                              progress=bar.update)
+                              progress=bar.update, overwrite=args.overwrite)
     _print_notes(report.notes)
     for path, message in report.failed:
         print(f"skipped: {message}", file=sys.stderr)
@@ -145,9 +184,27 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from .editing import load_direction_file
     from .workflows import find_direction, load_single, make_grid, parse_layers, save_image
 
+    import math
+
+    from .utils.outputs import OutputPlan, check_writable
+
+    bad = [s_ for s_ in args.strength if not math.isfinite(s_)]
+    if bad:
+        raise ValueError(f"--strength must be finite numbers, got {', '.join(str(b) for b in bad)}")
+    direction_path = find_direction(args.direction, args.model)
+    name, tag = args.image.stem, direction_path.stem
+    plan = OutputPlan(inputs=[args.image, direction_path], overwrite=args.overwrite)
+    for strength in args.strength:
+        plan.add(args.output / f"{name}_{tag}_{strength:+g}.png", f"--strength {strength:g}")
+        if args.align:
+            plan.add(args.output / f"{name}_{tag}_{strength:+g}_photo.png", f"--strength {strength:g}")
+    plan.add(args.output / f"{name}_{tag}_strip.png")
+    if args.align:
+        plan.add_folder_files(args.output, [f"{name}_aligned.png", f"{name}_aligned.json"])
+    plan.check()
+    check_writable(args.output)
     device = _device(args.device)
     model = _load_model(args.model, device)
-    direction_path = find_direction(args.direction, args.model)
     direction = load_direction_file(direction_path, model.generator.w_dim, model.num_ws)
     layers = parse_layers(args.layers) or direction.layers  # the direction's own rows unless --layers says
     face = None
@@ -159,8 +216,6 @@ def cmd_edit(args: argparse.Namespace) -> int:
     _print_notes({args.image: notes})
     result = model.invert(x.to(device))
     _domain_warnings(args.model, [args.image.name], phase1_psnr(x.to(device), result.image_w).tolist(), args.align)
-    args.output.mkdir(parents=True, exist_ok=True)
-    name, tag = args.image.stem, direction_path.stem
     edits = []
     vector = direction.vector.to(device)
     for strength in args.strength:  # in units of the direction's default step (editing.STRENGTH_HELP)
@@ -179,8 +234,16 @@ def cmd_edit(args: argparse.Namespace) -> int:
 def cmd_interpolate(args: argparse.Namespace) -> int:
     import torch
 
+    from .utils.outputs import OutputPlan, check_writable
     from .workflows import load_single, make_grid, save_image, write_gif, write_video
 
+    if isinstance(args.steps, bool) or args.steps < 2:
+        raise ValueError(f"--steps must be at least 2, got {args.steps}")
+    plan = OutputPlan(inputs=[args.image_a, args.image_b], overwrite=args.overwrite)
+    plan.add_folder_files(args.output, [f"frame_{i:03d}.png" for i in range(args.steps)] +
+                          ["strip.png", "interpolation.gif"] + (["interpolation.mp4"] if args.mp4 else []))
+    plan.check()
+    check_writable(args.output)
     device = _device(args.device)
     model = _load_model(args.model, device)
     xa, notes_a = load_single(args.image_a, model.resolution)
@@ -204,6 +267,8 @@ def cmd_convert_official(args: argparse.Namespace) -> int:
 
     from .checkpoints.official import load_official
 
+    _plan_pretrained_folder(args.output, [args.hyperinverter, args.w_encoder, args.generator], args.overwrite,
+                            ("discriminator",) if args.with_discriminator else ())
     loaded = load_official(args.hyperinverter, args.w_encoder, args.generator)
     out = loaded.model.save_pretrained(args.output, dtype=torch.float16 if args.fp16 else None)
     if loaded.discriminator is not None and args.with_discriminator:
@@ -244,10 +309,26 @@ def cmd_directions(args: argparse.Namespace) -> int:
                           sefa_directions)
     from .workflows import generator_from
 
+    from .utils.outputs import OutputPlan, check_writable
+
     if args.action == "fit-portraits":
         return _fit_portrait_directions(args)
     out = Path(args.output)
+
+    def planned(names, inputs=()):  # refuse clobbering before the work (save_direction writes .safetensors + .json)
+        plan = OutputPlan(inputs=inputs, overwrite=args.overwrite)
+        for n in names:
+            if n.endswith(".npz"):
+                plan.add(out / n)
+            elif out.suffix == ".safetensors":
+                plan.add(out), plan.add(out.with_suffix(".json"))
+            else:
+                plan.add_folder_files(out, [f"{n}.safetensors", f"{n}.json"])
+        plan.check()
+        check_writable(out.parent if out.suffix == ".safetensors" else out)
+
     if args.action == "fit":
+        planned([args.name or args.attribute], [args.labels])
         rows = {}
         with open(args.labels, newline="") as fh:
             reader = csv.DictReader(fh)
@@ -269,6 +350,10 @@ def cmd_directions(args: argparse.Namespace) -> int:
         path = save_direction(direction, out)
         print(f"wrote {path} from {len(codes)} codes; held-out accuracy {report.get('holdout_accuracy')}")
         return 0
+    if args.action == "pca":
+        planned(["ganspace.npz"] + [f"pc{k:02d}" for k in range(args.num)], [Path(args.generator)])
+    else:
+        planned([f"sefa{k:02d}" for k in range(args.num)], [Path(args.generator)])
     G, source = generator_from(args.generator)
     print(f"generator: {source} ({G.img_resolution}px, w_dim {G.w_dim})")
     out.mkdir(parents=True, exist_ok=True)
@@ -299,6 +384,13 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
     model_dir = resolve(args.model)
     model = HyperInverter.from_pretrained(model_dir, device=_device(args.device))
     attributes = args.attributes or list(DEMO_ATTRIBUTES)
+    from .utils.outputs import OutputPlan
+
+    plan = OutputPlan(overwrite=args.overwrite)
+    for a in attributes:
+        plan.add_folder_files(Path(args.output) if args.output else model_dir / "directions",
+                              [f"{a}.safetensors", f"{a}.json"])
+    plan.check()
     with tqdm(total=args.count, unit="img", desc="render + encode") as bar:
         data = encode_portraits(model, args.count, progress=bar.update)
     out = Path(args.output) if args.output else model_dir / "directions"
@@ -370,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="hyperinverter", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hyperinverter {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="render a grid of images from a StyleGAN2 generator or a model's generator")
@@ -382,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     p.add_argument("--output", "-o", type=Path, default=Path("out/generate/grid.png"))
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("convert", help="convert a generator/discriminator file to our format (config.json + safetensors)")
@@ -389,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", type=Path)
     p.add_argument("--network", choices=["generator", "discriminator"], default="generator")
     p.add_argument("--fp16", action="store_true", help="store tensors in float16 (half the size)")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an existing output folder")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("convert-official", help="convert the official HyperInverter model-zoo files to our format")
@@ -398,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", type=Path)
     p.add_argument("--fp16", action="store_true", help="store tensors in float16 (half the size)")
     p.add_argument("--with-discriminator", action="store_true", help="also save the fine-tuned discriminator")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an existing output folder")
     p.set_defaults(func=cmd_convert_official)
 
     def model_args(p: argparse.ArgumentParser) -> None:
@@ -413,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--align", action="store_true", help="FFHQ-align the face of each photo first (dlib)")
     p.add_argument("--landmarks", type=Path, default=None, help="dlib 68-landmark model file for --align")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     p.set_defaults(func=cmd_invert)
 
     p = sub.add_parser("edit", help="invert an image and move its w along a direction (residuals kept)")
@@ -428,6 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--align", action="store_true", help="FFHQ-align the photo's face first (dlib) and also write "
                                                         "each edit pasted back into the photo (<name>_..._photo)")
     p.add_argument("--landmarks", type=Path, default=None, help="dlib 68-landmark model file for --align")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     p.set_defaults(func=cmd_edit)
 
     p = sub.add_parser("interpolate", help="interpolate between two images (w and residuals): frames + GIF")
@@ -438,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-ms", type=int, default=80, help="GIF frame duration")
     p.add_argument("--mp4", action="store_true", help="also write interpolation.mp4 (H.264; hyperinverter[media])")
     p.add_argument("--output", "-o", type=Path, default=Path("out/interpolate"))
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("train", help="train a StyleGAN2 (gan), a W-encoder (w-encoder) or the hypernetworks "
@@ -459,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--method", choices=["svm", "logistic"], default="svm")
     q.add_argument("--name", default=None)
     q.add_argument("--output", "-o", type=Path, default=Path("out/directions"))
+    q.add_argument("--overwrite", action="store_true", help="replace existing direction files")
     q = dsub.add_parser("fit-portraits", help="fit boundaries for portrait attributes (the demo domain) from "
                                               "freshly rendered, exactly labelled portraits")
     q.add_argument("--model", "-m", required=True, help="HyperInverter folder or shipped name (its E1 gives w)")
@@ -467,17 +567,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--method", choices=["svm", "logistic"], default="svm")
     q.add_argument("--device", default="auto")
     q.add_argument("--output", "-o", type=Path, default=None, help="default: <model>/directions")
+    q.add_argument("--overwrite", action="store_true", help="replace existing direction files")
     q = dsub.add_parser("pca", help="GANSpace components of the mapping network's w")
     q.add_argument("--generator", "-g", "--model", "-m", dest="generator", required=True, metavar="MODEL_OR_FILE",
                    help="a model name or folder (its generator) or a generator file or folder")
     q.add_argument("--num", type=int, default=16)
     q.add_argument("--samples", type=int, default=100_000)
     q.add_argument("--output", "-o", type=Path, default=Path("out/directions"))
+    q.add_argument("--overwrite", action="store_true", help="replace existing direction files")
     q = dsub.add_parser("sefa", help="SeFa closed-form directions from the style (affine) weights")
     q.add_argument("--generator", "-g", "--model", "-m", dest="generator", required=True, metavar="MODEL_OR_FILE",
                    help="a model name or folder (its generator) or a generator file or folder")
     q.add_argument("--num", type=int, default=16)
     q.add_argument("--output", "-o", type=Path, default=Path("out/directions"))
+    q.add_argument("--overwrite", action="store_true", help="replace existing direction files")
     p.set_defaults(func=cmd_directions)
 
     p = sub.add_parser("data", help="make data sets")
@@ -524,7 +627,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     tune_allocator()  # large tensors: keep freed blocks mapped (see utils/cpu.py)
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, also after the command
+    args, extra = parser.parse_known_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     if extra:  # key=value overrides may follow options (argparse leaves them over)
         if getattr(args, "command", None) == "train" and all("=" in e and not e.startswith("-") for e in extra):
             args.overrides = list(args.overrides) + extra
@@ -536,10 +642,40 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         apply_runtime_args(args)
         return int(args.func(args) or 0)
     except (HyperInverterError, ValueError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        if getattr(args, "debug", False):
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`
         return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (Exception, RecursionError, MemoryError) as e:  # noqa: BLE001 - one line instead of a traceback
+        if getattr(args, "debug", False):
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: {_unexpected(e)} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(e: BaseException, limit: int = 2000) -> str:
+    """An exception's message, cut to ``limit`` characters (a message never floods the terminal)."""
+    text = str(e)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
+
+
+def _unexpected(e: BaseException) -> str:
+    """One line for an exception this package did not anticipate, naming the file it concerns when known."""
+    if isinstance(e, OSError) and e.filename is not None:
+        what = e.strerror or type(e).__name__
+        return f"{e.filename}: {what}" + (f" -> {e.filename2}" if e.filename2 else "")
+    if isinstance(e, RecursionError):
+        return "an input is nested too deeply (RecursionError)"
+    if isinstance(e, MemoryError):
+        return "out of memory (MemoryError)"
+    text = _one_line(e, 500).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

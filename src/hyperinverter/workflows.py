@@ -18,6 +18,7 @@ from .inverter import HyperInverter, InversionResult
 from .stylegan2 import Generator
 from .utils.image_io import ImageLoadError, load_images
 from .utils.images import make_grid, save_image, to_uint8
+from .utils.outputs import OutputPlan, atomic_write, check_writable, unique_output_names
 
 PathLike = Union[str, os.PathLike]
 DIRECTION_SUFFIXES = (".npy", ".pt", ".pth", ".safetensors")  # names looked up in <model>/directions/
@@ -34,40 +35,57 @@ class InvertReport:
 
 
 def unique_stems(paths: Sequence[Path]) -> list[str]:
-    """Output names from file stems, suffixed where two inputs share a stem (``a``, ``a_1``)."""
-    seen: dict[str, int] = {}
-    out = []
-    for p in paths:
-        stem = p.stem
-        n = seen.get(stem, 0)
-        seen[stem] = n + 1
-        out.append(stem if n == 0 else f"{stem}_{n}")
-    return out
+    """Output base names from file stems, suffixed where two inputs share a stem (``a``, ``a_1``); see
+    :func:`hyperinverter.utils.outputs.unique_output_names`."""
+    return unique_output_names(paths, ("{}",))
+
+
+#: The files ``invert_files`` writes per input (``{}`` is the input's output name).
+INVERT_OUTPUTS = ("{}.png", "{}_w.png", "{}.codes.safetensors")
+
+
+def plan_invert_outputs(paths: Sequence[Path], out_dir: Path, overwrite: bool = False) -> list[str]:
+    """Output names for :func:`invert_files`, checked before any work: no output replaces an input or another
+    output, and no existing file is replaced unless ``overwrite`` (:class:`OutputPlan`); the folder is tried
+    for writing. Returns one name per path (same order)."""
+    names = unique_output_names(paths, INVERT_OUTPUTS)
+    plan = OutputPlan(inputs=paths, overwrite=overwrite)
+    for path, name in zip(paths, names):
+        plan.add_folder_files(out_dir, [p.format(name) for p in INVERT_OUTPUTS], what=str(path))
+    plan.check()
+    check_writable(out_dir)
+    return names
 
 
 def invert_files(model: HyperInverter, paths: Sequence[Path], out_dir: Path, batch_size: int = 8,
                  device: Union[str, torch.device] = "cpu",
-                 progress: Optional[Callable[[int], None]] = None) -> InvertReport:
+                 progress: Optional[Callable[[int], None]] = None, overwrite: bool = False) -> InvertReport:
     """Invert image files in batches; per image write ``<name>.png`` (phase II), ``<name>_w.png`` (phase I)
-    and ``<name>.codes.safetensors`` (``w``, ``ws``, ``delta.<layer>``). Bad files are reported and skipped."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    and ``<name>.codes.safetensors`` (``w``, ``ws``, ``delta.<layer>``). Bad files are reported and skipped.
+
+    Before any work the outputs are checked (:func:`plan_invert_outputs`): an output that would replace an
+    input or another output is refused, and so are existing outputs unless ``overwrite``."""
+    paths = [Path(p) for p in paths]
+    names = plan_invert_outputs(paths, out_dir, overwrite)
     report = InvertReport()
-    names = dict(zip(paths, unique_stems(paths)))
     for start in range(0, len(paths), batch_size):
         chunk = list(paths[start:start + batch_size])
+        chunk_names = names[start:start + batch_size]
         batch, ok, failed, notes = load_images(chunk, model.resolution, on_error="skip")
         report.failed += failed
         report.notes.update({p: n for p, n in notes.items() if n})
         if batch is not None:
+            failed_paths = {p for p, _ in failed}
+            ok_names = [n for p, n in zip(chunk, chunk_names) if p not in failed_paths]
             result = model.invert(batch.to(device), batch_size=batch_size)
             psnrs = phase1_psnr(batch.to(device), result.image_w).tolist()
-            for i, path in enumerate(ok):
+            for i, (path, name) in enumerate(zip(ok, ok_names)):
                 report.phase1_psnr[path] = psnrs[i]
-                name = names[path]
                 save_image(to_uint8(result.image[i:i + 1])[0], out_dir / f"{name}.png")
                 save_image(to_uint8(result.image_w[i:i + 1])[0], out_dir / f"{name}_w.png")
-                save_file(result[i].codes(), str(out_dir / f"{name}.codes.safetensors"),
-                          metadata={"source": str(path)})
+                codes = result[i].codes()
+                atomic_write(out_dir / f"{name}.codes.safetensors",
+                             lambda tmp: save_file(codes, tmp, metadata={"source": str(path)}))
                 report.written.append(out_dir / f"{name}.png")
         if progress is not None:
             progress(len(chunk))
@@ -124,9 +142,9 @@ def write_gif(frames: torch.Tensor, path: Path, duration_ms: int = 80, bounce: b
     if bounce and len(arrays) > 2:
         arrays = arrays + arrays[-2:0:-1]
     images = [Image.fromarray(a) for a in arrays]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
-    return path
+    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                  duration=duration_ms, loop=0))
+    return Path(path)
 
 
 def write_video(frames: Union[torch.Tensor, Sequence], path: PathLike, fps: float = 12.5, bounce: bool = True,
@@ -232,5 +250,6 @@ def load_single(path: Path, size: int) -> tuple[torch.Tensor, list[str]]:
 
 
 __all__ = ["DirectionError", "ImageLoadError", "InvertReport", "find_direction", "generator_from", "invert_files",
-           "load_codes", "load_direction", "load_single", "make_grid", "parse_layers", "save_image", "unique_stems",
+           "load_codes", "load_direction", "load_single", "make_grid", "parse_layers", "plan_invert_outputs", "save_image",
+           "unique_stems",
            "write_gif"]

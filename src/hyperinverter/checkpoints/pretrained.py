@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Type, TypeVar, Union
 
@@ -41,16 +40,10 @@ def config_from_dict(config_class: Type[Any], values: dict, source: str) -> Any:
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write through a temporary file in the same folder, then rename over ``path`` (utils.outputs.atomic_write)."""
+    from ..utils.outputs import atomic_write
+
+    atomic_write(path, write)
 
 
 class PretrainedMixin:
@@ -95,9 +88,13 @@ class PretrainedMixin:
         try:
             meta = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{path}: not valid JSON ({e})") from e
+            raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+        except RecursionError:
+            raise CheckpointError(f"{path}: not a config file (JSON nested too deeply)") from None
         if not isinstance(meta, dict) or "config" not in meta:
             raise CheckpointError(f"{path}: missing the 'config' entry")
+        if not isinstance(meta["config"], dict):
+            raise CheckpointError(f"{path}: the 'config' entry must be an object, got {type(meta['config']).__name__}")
         if meta.get("class") != cls.__name__:
             raise CheckpointError(f"{path}: holds a {meta.get('class')!r}, not a {cls.__name__}")
         if int(meta.get("format_version", 0)) > FORMAT_VERSION:

@@ -256,7 +256,9 @@ def _read_safetensors(path: Path) -> tuple[torch.Tensor, dict]:
 
 
 def _read_torch(path: Path) -> torch.Tensor:
-    value = torch.load(path, map_location="cpu", weights_only=True)
+    from ..utils.safe_load import weights_only_load
+
+    value = weights_only_load(path, what="direction file")
     if isinstance(value, dict):  # {"direction": tensor} or a one-tensor dict
         tensors = [v for v in value.values() if isinstance(v, torch.Tensor)]
         value = value.get("direction", tensors[0] if len(tensors) == 1 else None)
@@ -363,7 +365,9 @@ def _ganspace_parts(path: Path) -> tuple[Any, Any, Any]:
             raise DirectionError(f"{path}: a GANSpace file needs arrays lat_comp, lat_mean, lat_stdev; "
                                  f"found {sorted(keys)}")
     if path.suffix in (".pt", ".pth"):
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        from ..utils.safe_load import weights_only_load
+
+        data = weights_only_load(path, what="GANSpace file")
         if not isinstance(data, dict):
             raise DirectionError(f"{path}: a GANSpace .pt file must hold a dict with comp, mean, std")
         for keys in (("comp", "mean", "std"), ("lat_comp", "lat_mean", "lat_stdev")):

@@ -27,12 +27,13 @@ def read_weight_file(path: PathLike, what: str) -> Any:
         raise CheckpointError(f"{path}: {what} weight file not found")
     if not path.is_file():
         raise CheckpointError(f"{path}: expected a {what} weight file, found a folder or special file")
+    from ..utils.safe_load import load_error_reason
+
     try:
         # weights_only: a weight file must never be able to run code when it is read.
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # zip/pickle errors come in many types; all mean "not a usable file"
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: cannot read as a {what} weight file ({first_line})") from e
+        raise CheckpointError(f"{path}: cannot read as a {what} weight file ({load_error_reason(e)})") from None
 
 
 def as_state_dict(obj: Any, path: PathLike, what: str) -> dict[str, torch.Tensor]:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
 from ..errors import CheckpointError
+from ..utils.outputs import atomic_write
 
 
 def rng_state() -> dict:
@@ -35,34 +34,49 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_atomic(obj: Any, path: Path) -> bool:
-    """``torch.save`` to a temporary file beside ``path``, then rename over it.
+def write_checkpoint(obj: Any, path: Path) -> Optional[str]:
+    """``torch.save`` to a temporary file beside ``path``, flush it to the disk, then rename it over ``path``.
 
-    Returns False (and leaves any previous ``path`` intact) when writing fails, e.g. on a full disk.
+    Returns None when written, else one line saying what failed (a full disk, an unwritable folder, ...);
+    any previous ``path`` is then intact and no temporary file is left behind. ``torch.save`` reports a
+    short write as ``RuntimeError`` (not ``OSError``): both are caught, and so is a folder that cannot be
+    created.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        return True
-    except OSError:
-        return False
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        atomic_write(path, lambda tmp: torch.save(obj, tmp), fsync=True)
+        return None
+    except (OSError, RuntimeError) as e:
+        if isinstance(e, OSError):
+            reason = e.strerror or type(e).__name__
+            where = e.filename or path
+            return f"{where}: {reason}"
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return f"{path}: {text} (is the disk full?)"
+
+
+def save_atomic(obj: Any, path: Path) -> bool:
+    """:func:`write_checkpoint`, True when written."""
+    return write_checkpoint(obj, path) is None
+
+
+def peek_step(path: Path) -> Optional[int]:
+    """The step recorded in a training checkpoint, read without loading its tensors (None if unreadable)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["step"])
+    except Exception:  # noqa: BLE001 - any unreadable file
+        return None
 
 
 def load_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint to resume from")
+    from ..utils.safe_load import load_error_reason
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - corrupt or foreign file
-        raise CheckpointError(f"{path}: unreadable training checkpoint ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{path}: unreadable training checkpoint ({load_error_reason(e)})") from None
 
 
 def check_same_architecture(saved: dict, current: dict, path: Path) -> None:

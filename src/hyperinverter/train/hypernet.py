@@ -65,6 +65,11 @@ class HypernetTrainer(Trainer):
     def adversarial_on(self) -> bool:
         return self.D is not None and self.step >= self.config.losses.adv_start_step
 
+    def scheduled_batch_size(self) -> int:
+        if self.adversarial_on and self.config.batch_size_with_adv:
+            return self.config.batch_size_with_adv
+        return self.run_cfg.batch_size
+
     def on_step_start(self) -> None:
         if self.adversarial_on and self.config.batch_size_with_adv:
             self.set_batch_size(self.config.batch_size_with_adv)

@@ -24,7 +24,9 @@ from .. import __version__
 from ..data import ImageFolderDataset, ResumableSampler
 from ..errors import HyperInverterError
 from ..utils.images import make_grid, save_image
-from .checkpoint import check_same_architecture, load_checkpoint, rng_state, save_atomic, set_rng_state
+from ..utils.outputs import clean_stale_temporaries
+from .checkpoint import (check_same_architecture, load_checkpoint, peek_step, rng_state, set_rng_state,
+                         write_checkpoint)
 from .config import to_yaml
 from .distributed import DistEnv, any_across, barrier, mean_across, setup, teardown
 
@@ -50,6 +52,13 @@ class Trainer:
         self.progress = progress and self.env.is_main
         self.step = 0
         self.best: Optional[float] = None
+        self._saved_step: Optional[int] = None  # the step of the last checkpoint written (or resumed from)
+        self._log_failed = False
+        if not resume:
+            self._refuse_existing_run()
+        if self.env.is_main:  # temporaries of a save interrupted by kill -9 (checkpoint-sized)
+            for stale in clean_stale_temporaries(self.out_dir, recursive=True):
+                log.warning("removed %s, left by an interrupted save", stale)
         self._stop_requested = False
         torch.manual_seed(config.run.seed)
         self.noise_gen = torch.Generator().manual_seed(config.run.seed + 1)  # latents, mixing, (saved)
@@ -99,6 +108,10 @@ class Trainer:
 
     def on_step_start(self) -> None:
         """Hook for schedules (e.g. switching batch size when the adversarial term starts)."""
+
+    def scheduled_batch_size(self) -> int:
+        """The global batch size the config asks for at the current step (subclasses with a schedule override)."""
+        return self.run_cfg.batch_size
 
     def make_dataset(self) -> torch.utils.data.Dataset:
         """The training set; its items (a tensor, or a tuple of tensors) are what :meth:`train_step` gets."""
@@ -191,17 +204,42 @@ class Trainer:
             "config_yaml": to_yaml(self.config, self.kind),
         }
 
-    def save_checkpoint(self, name: str = "latest.pt") -> Optional[Path]:
+    def _refuse_existing_run(self) -> None:
+        """A fresh start in a folder that holds a run would overwrite its checkpoint and export: refuse."""
+        for name in ("latest.pt", "best.pt"):
+            path = self.out_dir / "checkpoints" / name
+            if path.is_file():
+                step = peek_step(path)
+                what = f"at step {step} of this config's {self.run_cfg.steps}" if step is not None else \
+                    "with an unreadable checkpoint"
+                raise TrainingError(f"{self.out_dir}: holds a run {what} ({path}); add --resume to continue it, or "
+                                    "choose another run.out_dir (nothing was changed)")
+
+    def _kept(self) -> str:
+        if self._saved_step is None:
+            return "no checkpoint of this run has been written yet"
+        return f"the previous checkpoint is kept (step {self._saved_step})"
+
+    def save_checkpoint(self, name: str = "latest.pt", final: bool = False) -> Optional[Path]:
+        """Write a checkpoint (and the export). A failure (full disk, unwritable folder) keeps the previous
+        files and is logged; training goes on, except for the ``final`` save, which raises TrainingError."""
         if not self.env.is_main:
             return None
         path = self.out_dir / "checkpoints" / name
-        if not save_atomic(self.checkpoint_state(), path):
-            log.error("could not write %s (disk full?); the previous checkpoint is kept", path)
+        failure = write_checkpoint(self.checkpoint_state(), path)
+        if failure is not None:
+            message = f"could not write the checkpoint {failure}; {self._kept()}"
+            if final:
+                raise TrainingError(f"{message}; stopped at step {self.step}")
+            log.error("%s; training goes on", message)
             return None
+        if name == "latest.pt":
+            self._saved_step = self.step
         try:
             self.export()
-        except OSError as e:  # each exported file is written atomically: the previous export stays usable
-            log.error("could not export the models next to %s (%s); the previous export is kept", path, e)
+        except (OSError, RuntimeError) as e:  # each exported file is written atomically: the previous export stays
+            log.error("could not export the models next to %s (%s); the previous export is kept", path,
+                      str(e).splitlines()[0] if str(e) else type(e).__name__)
         return path
 
     def export(self) -> None:
@@ -228,7 +266,18 @@ class Trainer:
                                 ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items()))
                 group.update(values)
         self.step, self.best = int(state["step"]), state.get("best")
+        self._saved_step = self.step
         self.sampler.load_state_dict(state["sampler"])
+        # A changed batch size is applied from here on (and said), like a changed learning rate: the
+        # config.yaml written next is then what runs.
+        wanted = self.rank_batch_size(self.scheduled_batch_size())
+        if wanted != self.sampler.batch_size:
+            if self.env.is_main:
+                log.warning("the config changes the batch size from the checkpoint's %d to %d; applied from step %d "
+                            "(the data order from here differs from a run that kept %d)",
+                            self.sampler.batch_size * self.env.world_size, wanted * self.env.world_size, self.step,
+                            self.sampler.batch_size * self.env.world_size)
+            self.sampler.set_batch_size(wanted)
         set_rng_state(state["rng"])
         self.noise_gen.set_state(state["noise_gen"])
         if state.get("scaler"):
@@ -307,14 +356,16 @@ class Trainer:
                     log.warning("run.max_minutes=%g reached", cfg.max_minutes)
                     self._stop_requested = True
                 stop = any_across(self.env, self._stop_requested)
-                if stop or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0):
-                    self.save_checkpoint()
+                last_step = self.step >= cfg.steps
+                if stop or last_step or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0):
+                    self.save_checkpoint(final=stop or last_step)  # a failed last save stops with an error
                     barrier(self.env)
                 if stop:
                     log.warning("stopped at step %d; resume with --resume", self.step)
                     break
             else:
-                self.save_checkpoint()
+                if self.env.is_main and self._saved_step != self.step:  # e.g. resumed at the last step
+                    self.save_checkpoint(final=True)
                 barrier(self.env)
         finally:
             if bar is not None:
@@ -329,8 +380,14 @@ class Trainer:
             return
         line = " ".join(f"{k}={v:.5g}" for k, v in values.items())
         rate = f" img/s={images_per_second:.2f}" if images_per_second is not None else ""
-        with open(self.out_dir / "log.txt", "a") as fh:
-            fh.write(f"step={self.step} {line}{rate}\n")
+        try:
+            with open(self.out_dir / "log.txt", "a") as fh:
+                fh.write(f"step={self.step} {line}{rate}\n")
+        except OSError as e:  # a full disk must not end the run here (the checkpoint says what it kept)
+            if not self._log_failed:
+                log.error("could not append to %s (%s); scalars go to the console only", self.out_dir / "log.txt",
+                          e.strerror or type(e).__name__)
+                self._log_failed = True
         writer = self._tensorboard()
         if writer is not None:
             for k, v in values.items():
@@ -352,8 +409,12 @@ class Trainer:
     @torch.no_grad()
     def write_images(self) -> None:
         grid = self.sample_images(self._validation_images()[:8])
-        path = save_image(make_grid(grid.cpu(), columns=min(8, len(grid))), self.out_dir / "images" /
-                          f"step{self.step:07d}.png")
+        try:
+            path = save_image(make_grid(grid.cpu(), columns=min(8, len(grid))), self.out_dir / "images" /
+                              f"step{self.step:07d}.png")
+        except OSError as e:
+            log.error("could not write the image grid of step %d (%s)", self.step, e.strerror or type(e).__name__)
+            return
         writer = self._tensorboard()
         if writer is not None:
             import numpy as np

@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -387,13 +387,40 @@ def load_images(
     return batch, loaded, errors, notes
 
 
-def iter_image_paths(inputs: Union[PathLike, Iterable[PathLike]]) -> List[Path]:
+def _entry_problem(q: Path) -> Optional[str]:
+    """Why a folder entry is not an image file to read (None when it is a regular file or a link to one)."""
+    import stat
+
+    try:
+        st = q.stat()  # follows symlinks
+    except OSError as e:
+        if q.is_symlink():
+            import errno
+
+            return "a symbolic link loop" if e.errno == errno.ELOOP else "a dangling symbolic link"
+        return f"cannot be read ({e.strerror or type(e).__name__})"
+    if stat.S_ISDIR(st.st_mode):
+        return "a sub-folder (folders are not searched recursively)"
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else \
+            "a device file" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file"
+        return kind
+    return None
+
+
+def iter_image_paths(inputs: Union[PathLike, Iterable[PathLike]],
+                     skipped: Optional[Callable[[Path, str], None]] = None) -> List[Path]:
     """Expand folders into their image files; keep other paths as given.
 
-    A folder contributes its files (not sub-folders, not hidden ``.*`` files) whose extension is one of
-    :data:`IMAGE_EXTENSIONS` (any case), sorted by name. Any other path is kept as given, even if it
-    does not exist or has another extension, so that :func:`load_images` reports it. Returns a list
-    (folders are read eagerly, so errors surface here).
+    A folder contributes its regular files (or links to regular files), not hidden ``.*`` ones, whose
+    extension is one of :data:`IMAGE_EXTENSIONS` (any case), sorted by name. Any other path is kept as
+    given, even if it does not exist or has another extension, so that :func:`load_images` reports it.
+    Returns a list (folders are read eagerly, so errors surface here).
+
+    Args:
+        skipped: called as ``skipped(path, reason)`` for each folder entry left out that is not a plain
+            file of another type: sub-folders, FIFOs, sockets, device files, dangling links and link loops,
+            and once per folder with the count of files with other extensions.
 
     Raises:
         ImageLoadError: a folder contains no image files.
@@ -407,11 +434,21 @@ def iter_image_paths(inputs: Union[PathLike, Iterable[PathLike]]) -> List[Path]:
             try:
                 entries = sorted(p.iterdir(), key=lambda q: q.name)
             except OSError as e:
-                raise ImageLoadError(item, f"cannot list the folder: {e}") from e
-            found = [
-                q for q in entries
-                if q.suffix.lower() in IMAGE_EXTENSIONS and not q.name.startswith(".") and q.is_file()
-            ]
+                raise ImageLoadError(item, f"cannot list the folder: {e.strerror or e}") from None
+            found, others = [], 0
+            for q in entries:
+                if q.name.startswith("."):
+                    continue
+                problem = _entry_problem(q)
+                if problem is not None:
+                    if skipped is not None:
+                        skipped(q, problem)
+                elif q.suffix.lower() in IMAGE_EXTENSIONS:
+                    found.append(q)
+                else:
+                    others += 1
+            if others and skipped is not None:
+                skipped(p, f"{others} file(s) without an image extension ({', '.join(IMAGE_EXTENSIONS)})")
             if not found:
                 raise ImageLoadError(
                     item, f"the folder contains no image files (looked for {', '.join(IMAGE_EXTENSIONS)})"

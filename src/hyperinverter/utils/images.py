@@ -35,8 +35,17 @@ def make_grid(images: torch.Tensor, columns: Optional[int] = None, padding: int 
 
 
 def save_image(array: np.ndarray, path: Union[str, os.PathLike]) -> Path:
-    """Save an ``[H, W, C]`` uint8 array (C = 1 or 3) as PNG/JPEG, creating the folder."""
+    """Save an ``[H, W, C]`` uint8 array (C = 1 or 3) as PNG/JPEG, creating the folder.
+
+    Written atomically (:func:`hyperinverter.utils.outputs.atomic_write`): a failed write leaves any
+    previous file intact. Whether ``path`` may be replaced is the caller's decision (``OutputPlan``).
+    """
+    from .outputs import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image file extension {path.suffix!r} (use .png or .jpg)")
+    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    atomic_write(path, lambda tmp: image.save(tmp, format=fmt))
     return path

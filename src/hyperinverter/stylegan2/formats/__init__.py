@@ -18,9 +18,7 @@ import io
 import logging
 import os
 import pickle
-import re
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
@@ -47,19 +45,9 @@ _PREFIXES = ("G_ema.", "g_ema.", "generator.", "decoder.", "module.", "discrimin
 
 def _torch_load(path: Path, data: Optional[bytes] = None) -> Any:
     """``torch.load`` in weights-only mode (plus ``argparse.Namespace``, which rosinality files hold)."""
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(io.BytesIO(data) if data is not None else path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        message = str(e)
-        found = re.search(r"GLOBAL ([\w.]+)", message)
-        if found:
-            raise UnsafePickleError(f"{path}: the file asks for the global '{found.group(1)}', which is not "
-                                    "allowed in a weights-only load; refusing to load it (nothing was executed)"
-                                    ) from None
-        raise CheckpointError(f"{path}: truncated or corrupt torch file ({message.splitlines()[0]})") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"{path}: truncated or corrupt torch file ({str(e).splitlines()[0]})") from None
+    from ...utils.safe_load import weights_only_load
+
+    return weights_only_load(path, data, safe_globals=[argparse.Namespace])
 
 
 def read_model_file(path: PathLike) -> Any:

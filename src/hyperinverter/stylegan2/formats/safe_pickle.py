@@ -88,7 +88,9 @@ def _reconstruct_persistent_obj(meta: Any) -> PersistentObject:
 
 def _load_storage_from_bytes(data: bytes) -> Any:
     # The storage is itself a small legacy torch.save blob; weights_only keeps it code-free too.
-    return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    from ...utils.safe_load import weights_only_load
+
+    return weights_only_load("a storage blob in the pickle", data, what="torch storage")
 
 
 _REBUILDERS: dict[str, Callable] = {

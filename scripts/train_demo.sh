@@ -32,23 +32,25 @@ if has data; then
   [ -f data/portraits64/test/labels.csv ] || $HI data portraits --count 200 --split test -o data/portraits64/test --quiet
 fi
 if has gan; then
-  $HI train gan-teacher -c configs/gan_teacher_demo64.yaml $(resume runs/gan_teacher_demo64) \
+  $HI train gan-teacher -c gan_teacher_demo64 $(resume runs/gan_teacher_demo64) \
     run.steps="$GAN_STEPS" run.max_minutes="${GAN_MINUTES:-0}" ${GAN_ARGS:-}
 fi
 if has w; then
   # Phase I, part 1: codes only (no synthesis, ~10x faster per step); part 2: codes + image losses.
   if [ "$(step_of runs/w_encoder_demo64)" -lt "$W_CODE_STEPS" ] 2>/dev/null; then
-    $HI train w-encoder -c configs/w_encoder_demo64.yaml $(resume runs/w_encoder_demo64) \
+    $HI train w-encoder -c w_encoder_demo64 $(resume runs/w_encoder_demo64) \
       run.steps="$W_CODE_STEPS" losses.l2=0 losses.grad=0 run.val_every=0 run.image_every=0 ${W_ARGS:-}
   fi
-  $HI train w-encoder -c configs/w_encoder_demo64.yaml --resume run.steps="$W_STEPS" \
+  $HI train w-encoder -c w_encoder_demo64 --resume run.steps="$W_STEPS" \
     run.max_minutes="${W_MINUTES:-0}" ${W_ARGS:-}
 fi
 if has hyper; then
-  $HI train hypernet -c configs/hypernet_demo64.yaml $(resume runs/hypernet_demo64) run.steps="$HYPER_STEPS" \
+  $HI train hypernet -c hypernet_demo64 $(resume runs/hypernet_demo64) run.steps="$HYPER_STEPS" \
     run.max_minutes="${HYPER_MINUTES:-0}" ${HYPER_ARGS:-}
 fi
 if has pack; then
-  $HI directions fit-portraits --model runs/hypernet_demo64/model --count 2000
-  $HI export runs/hypernet_demo64/model -o src/hyperinverter/pretrained/portraits64 --dtype float16
+  $HI directions fit-portraits --model runs/hypernet_demo64/model --count 2000 --overwrite
+  # float16 export with domain.json: the typical phase-I PSNR on validation portraits (out-of-domain warnings)
+  $HI export runs/hypernet_demo64/model -o src/hyperinverter/pretrained/portraits64 --dtype float16 \
+    --validation data/portraits64/val --domain-kind "procedural portraits"
 fi

@@ -71,13 +71,45 @@ def test_optimisation_baselines_lower_their_loss(model, images, name, with_lpips
     assert all(np.isfinite(out.history))
 
 
-def test_batch_is_the_same_as_one_image_at_a_time(model, images):
-    """Per-image codes (and PTI's per-image weight copies) get only their own image's gradient."""
-    for name in ("w_opt", "pti"):
-        method = build_method(name, model, FAST[name])
-        batch = method.invert(images).reconstructions
-        single = torch.cat([method.invert(images[i:i + 1]).reconstructions for i in range(2)])
-        assert torch.allclose(batch, single, atol=1e-4), name
+def _first_step_gradients(method, images) -> list[list[torch.Tensor]]:
+    """The gradients each Adam optimiser of ``method.invert(images)`` sees at its first step, before any update."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    seen: dict = {}
+
+    def record(optimizer, args, kwargs):
+        if optimizer not in seen:
+            seen[optimizer] = [p.grad.detach().clone() for g in optimizer.param_groups for p in g["params"]]
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        method.invert(images)
+    finally:
+        handle.remove()
+    return list(seen.values())
+
+
+@pytest.mark.parametrize("name, config", [("w_opt", FAST["w_opt"]), ("wplus_opt", FAST["wplus_opt"]),
+                                          ("pti", {**FAST["pti"], "pivot": "w_encoder"})])
+def test_each_image_gets_only_its_own_gradient(model, images, name, config):
+    """Per-image codes (and PTI's per-image weight copies) get only their own image's gradient.
+
+    Compared at the first step, where a batch and each image alone start from the same point: image i's gradient
+    in the batch equals its gradient alone (a summed loss, no mixing between images). Later steps are not
+    compared: Adam moves every parameter by about ±lr whatever its gradient's size, so a round-off sign flip of a
+    near-zero gradient becomes an lr-sized difference (3e-3 after 12 PTI steps) that says nothing about mixing.
+    PTI's pivot comes from E1 here, the same for a batch and alone (its W optimisation is ``w_opt``'s)."""
+    method = build_method(name, model, config)
+    batch = _first_step_gradients(method, images)
+    assert len(batch) == 1, "one optimiser per run"
+    for i in range(images.shape[0]):
+        alone = _first_step_gradients(method, images[i:i + 1])
+        assert len(alone) == 1 and len(alone[0]) == len(batch[0])
+        for in_batch, single in zip(batch[0], alone[0]):
+            assert single.shape[0] == 1 and in_batch.shape[1:] == single.shape[1:]
+            scale = float(single.abs().max())
+            assert scale > 0
+            torch.testing.assert_close(in_batch[i:i + 1], single, rtol=1e-3, atol=1e-4 * scale)
 
 
 @pytest.mark.parametrize("pivot", ["w_opt", "w_encoder"])

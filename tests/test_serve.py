@@ -22,6 +22,7 @@ from hyperinverter.editing import Direction, GanSpacePCA, save_direction, save_g
 from hyperinverter.serve import ImageLimits, ServeSession, UploadError, save_codes
 from hyperinverter.serve.directions import combined_offset, load_directions
 from hyperinverter.serve.images import centre_crop, make_aligner
+from hyperinverter.serve.session import OutputStore
 from hyperinverter.workflows import load_codes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,8 @@ pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
               pytest.mark.usefixtures("one_torch_thread")]
 DIRECTION_NAMES = ["age", "ganspace_pc0", "ganspace_pc1", "ganspace_pc2", "pose", "smile"]
+#: How long ``hyperinverter serve`` may take to answer (about 10 s idle; far more on a loaded 2-core machine).
+SERVE_STARTUP_S = 180
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -122,6 +125,16 @@ def test_edit_rerenders_from_cached_codes_without_encoding(session, recon, monke
     assert summary["count"] >= 2 and "edit latency" in session.latency_text()
     with pytest.raises(ValueError, match="slider values"):
         session.edit(recon, [1.0])
+
+
+def test_shown_pictures_are_files_of_their_own_written_whole_and_old_ones_go(tmp_path):
+    store = OutputStore(tmp_path, keep_shown=2)
+    picture = Image.fromarray(np.full((8, 8, 3), 77, np.uint8))
+    paths = [store.image_file(picture, "edit") for _ in range(3)]
+    assert len(set(paths)) == 3 and all(p.parent == tmp_path / "shown" and p.name.endswith("_edit.png") for p in paths)
+    assert not paths[0].exists() and [np.asarray(Image.open(p)).tolist() for p in paths[1:]] == \
+        [np.asarray(picture).tolist()] * 2
+    assert sorted((tmp_path / "shown").iterdir()) == paths[1:]  # no temporaries left behind
 
 
 def test_combined_offset_adds_directions_on_their_rows():
@@ -300,14 +313,21 @@ def test_page_handlers_work_and_turn_errors_into_messages(server, tmp_path):
     out = h.invert(str(_image(tmp_path / "a.png")), *sliders)
     recon = out[0]
     assert len(out) == 10 and "inverted in" in out[6] and "HyperInverter" in out[4] and len(out[5]) == 4
-    assert out[7].size == (32, 32) and out[8].startswith("last edit") and out[9]["visible"] is False
+    assert out[8].startswith("last edit") and out[9]["visible"] is False and out[9]["value"] is None
+    # Every picture goes to the page as a file of its own (never a PIL image, which Gradio caches by content
+    # hash with a plain rewrite that equal pictures race on: a short download).
+    assert all(isinstance(p, str) and Image.open(p).size == (32, 32) for p in out[1:4] + (out[7],))
+    assert np.asarray(Image.open(out[3])).tolist() == np.asarray(recon.images["hyperinverter"]).tolist()
     image, latency = h.edit(recon, *sliders)
-    assert image.size == (32, 32) and " ms" in latency
-    assert h.reset(recon)[:6] == (0.0,) * 6
+    again, _ = h.edit(recon, *sliders)
+    assert image != again and Image.open(image).size == (32, 32) and " ms" in latency
+    assert Path(image).read_bytes() == Path(again).read_bytes()  # the same picture, two files
+    reset = h.reset(recon)
+    assert reset[:6] == (0.0,) * 6 and Image.open(reset[6]).size == (32, 32)
     files, status = h.save_edit(recon, *sliders)
     assert len(files) == 2 and status.startswith("saved 2 files")
     gif, strip, gif_files, status = h.interpolate(recon, str(_image(tmp_path / "b.png", seed=2)), 5)
-    assert gif.endswith(".gif") and strip.size == (5 * 34 + 2, 36) and status.startswith("5 frames")
+    assert gif.endswith(".gif") and Image.open(strip).size == (5 * 34 + 2, 36) and status.startswith("5 frames")
 
     bad = tmp_path / "bad.png"
     bad.write_text("no pixels here")
@@ -440,22 +460,29 @@ def test_serve_command_starts_and_stops(model_dir, tmp_path):
     cmd = [sys.executable, "-m", "hyperinverter", "serve", "--model", str(model_dir), "--port", str(port),
            "--no-align", "--threads", "1", "--queue-size", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    # Start-up imports torch and Gradio and loads the model: seconds on an idle machine, a minute or more on
+    # a loaded 2-core one. Wait for the page (or the process's end) up to a generous deadline; a failure
+    # says which of the two happened, after how long, and shows what the command printed.
+    start, page = time.monotonic(), None
     try:
-        deadline, page = time.monotonic() + 45, None
-        while time.monotonic() < deadline and proc.poll() is None and page is None:
+        while time.monotonic() - start < SERVE_STARTUP_S and proc.poll() is None and page is None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
                     page = r.read().decode()
             except OSError:
                 time.sleep(0.5)
-        assert page is not None and "<html" in page, f"no page (exit code {proc.poll()})"
+        waited, code = time.monotonic() - start, proc.poll()
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            out, _ = proc.communicate(timeout=20)
+            out, _ = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()
+    assert page is not None and "<html" in page, (
+        f"no page after {waited:.0f} s (" + (f"exited with {code}" if code is not None else
+                                               f"still starting at the {SERVE_STARTUP_S} s deadline")
+        + f"); its output:\n{out}")
     assert "6 directions" in out and "skipped direction" in out and f"127.0.0.1:{port}" in out
 
 

@@ -53,6 +53,7 @@ def test_invert_with_precision_and_threads(tmp_path, capsys):
     assert "--threads must be at least 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # torch.compile's tracing: 10 s on an idle 2-core machine, far more under load
 def test_optimize_compile_and_channels_last_keep_the_numbers():
     model = make_model(seed=6)
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1

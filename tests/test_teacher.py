@@ -124,6 +124,13 @@ def test_gan_teacher_learns_the_pairs(pairs, tmp_path):
         other = tmp_path / "other"
         Generator(**{**TINY_G, "w_dim": 8}).save_pretrained(other)
         _train("gan-teacher", warm + [f"run.out_dir={tmp_path / 'w2'}", "run.steps=1", f"init={other}"])
+    # A learning-rate schedule sets g_lr from each listed step on.
+    t, _ = _train("gan-teacher", warm + [f"run.out_dir={tmp_path / 'sched'}", "run.steps=3",
+                                         "g_lr_schedule=[[1, 0.004], [2, 0.002]]"])
+    assert t.g_opt.param_groups[0]["lr"] == 0.002
+    with pytest.raises(ConfigError, match="g_lr_schedule"):
+        load_train_config("gan-teacher", None, [f"data.train={root}", "data.hflip=false",
+                                                "g_lr_schedule=[[5, 0.1], [2, 0.1]]"])
     # With the adversarial term on, the discriminator trains too.
     overrides = [o for o in overrides if not o.startswith(("run.out_dir", "run.steps"))]
     _train("gan-teacher", overrides + [f"run.out_dir={tmp_path / 'gt2'}", "run.steps=2", "adv=0.1"])

@@ -15,8 +15,12 @@ from PIL import Image
 from hyperinverter import CheckpointError, Generator
 from hyperinverter.encoders import WEncoder
 from hyperinverter.train import ConfigError, TrainingError, get_trainer, load_train_config
+from hyperinverter.train.config import check_batch_sizes, preset_names, resolve_preset
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+#: The presets shipped inside the package (``hyperinverter/configs/*.yaml``, package data).
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "hyperinverter" / "configs"
+SHIPPED = {"gan_demo64", "gan_teacher_demo64", "hypernet_churches", "hypernet_demo64", "hypernet_faces",
+           "w_encoder_churches", "w_encoder_demo64", "w_encoder_faces"}
 TINY_G = {"img_resolution": 16, "z_dim": 16, "w_dim": 16, "channel_base": 128, "channel_max": 16,
           "mapping_layers": 2}
 TINY_BACKBONE = {"kind": "ir_se", "blocks": [1, 1, 1, 1], "widths": [8, 8, 16, 16], "stem_width": 8,
@@ -69,13 +73,32 @@ def _w_encoder_overrides(folder, generator_dir, out, steps):
 
 
 # ----------------------------------------------------------------------------------------------- presets
-@pytest.mark.parametrize("preset", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+@pytest.mark.parametrize("preset", sorted(SHIPPED))
 def test_presets_parse_and_validate(preset):
+    """Every preset loads by its name (from the package, wherever the command runs)."""
     import yaml
 
-    kind = yaml.safe_load((CONFIGS / f"{preset}.yaml").read_text())["kind"]
-    config = load_train_config(kind, CONFIGS / f"{preset}.yaml", ["run.steps=3"])
+    kind = yaml.safe_load(resolve_preset(preset).read_text())["kind"]
+    config = load_train_config(kind, preset, ["run.steps=3"])
     assert config.run.steps == 3
+    assert load_train_config(kind, f"{preset}.yaml", ["run.steps=3"]) == config
+
+
+def test_presets_ship_in_the_package_and_a_yaml_of_your_own_still_works(tmp_path, monkeypatch):
+    import hyperinverter
+
+    assert set(preset_names()) == SHIPPED == {p.stem for p in CONFIGS.glob("*.yaml")}
+    assert Path(str(resolve_preset("hypernet_faces"))).parent == Path(hyperinverter.__file__).parent / "configs"
+    monkeypatch.chdir(tmp_path)  # not a checkout: the name still resolves
+    assert load_train_config("hypernet", "hypernet_faces").batch_size_with_adv == 4
+    mine = tmp_path / "mine.yaml"
+    mine.write_text((CONFIGS / "hypernet_faces.yaml").read_text().replace("steps: 500000", "steps: 77"))
+    assert load_train_config("hypernet", mine).run.steps == 77
+    assert load_train_config("hypernet", "mine.yaml").run.steps == 77  # a relative path
+    with pytest.raises(ConfigError, match="ship inside the package now: --config hypernet_faces"):
+        load_train_config("hypernet", "configs/hypernet_faces.yaml")  # the old checkout path
+    with pytest.raises(ConfigError, match="not a preset shipped.*hypernet_faces"):
+        load_train_config("hypernet", "hypernet_fcaes")
 
 
 def test_bad_configs_are_refused(tmp_path):
@@ -88,7 +111,63 @@ def test_bad_configs_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="losses.adv > 0 needs discriminator"):
         load_train_config("hypernet", None, ["data.train=x", "generator=g", "w_encoder=e", "losses.adv=0.1"])
     with pytest.raises(ConfigError, match="not 'train gan'"):
-        load_train_config("gan", CONFIGS / "hypernet_faces.yaml")
+        load_train_config("gan", "hypernet_faces")
+
+
+def test_every_batch_size_must_split_over_processes_and_grad_accum():
+    """The README's 8-process hypernet_faces run would fail at step 200k (batch 8 -> 4 with the adversarial term):
+    refused at start-up instead, naming the numbers and the fixes."""
+    faces = load_train_config("hypernet", "hypernet_faces")
+    for world in (1, 2, 4):
+        check_batch_sizes(faces, world)
+    with pytest.raises(ConfigError) as e:
+        check_batch_sizes(faces, 8)
+    text = str(e.value)
+    assert "batch_size_with_adv=4 (from step 200000" in text and "8 process(es) × run.grad_accum 1 = 8" in text
+    assert "set batch_size_with_adv to a multiple of 8 (8)" in text and "run 1, 2 or 4 process(es)" in text
+    assert "run.batch_size=8 does" not in text  # 8 divides over 8
+    check_batch_sizes(load_train_config("hypernet", "hypernet_faces", ["batch_size_with_adv=8"]), 8)
+    # without the adversarial term the switch never happens: only run.batch_size counts
+    check_batch_sizes(load_train_config("hypernet", "hypernet_faces", ["losses.adv=0"]), 8)
+    # grad_accum splits each process's share again
+    with pytest.raises(ConfigError, match=r"run.batch_size=6 does not divide over 2 process\(es\) × "
+                                          r"run.grad_accum 2 = 4.*\(4 or 8\)") as e:
+        check_batch_sizes(load_train_config("hypernet", "hypernet_faces",
+                                            ["run.grad_accum=2", "run.batch_size=6", "batch_size_with_adv=4"]), 2)
+    assert "run 1 process(es)" in str(e.value)
+    gan = load_train_config("gan", "gan_demo64", ["run.batch_size=6"])
+    with pytest.raises(ConfigError, match=r"run 1, 2, 3 or 6 process\(es\)"):
+        check_batch_sizes(gan, 4)
+
+
+def test_the_readme_torchrun_commands_pass_the_batch_size_check():
+    """Every ``torchrun --nproc_per_node N ... train KIND --config PRESET key=value`` line of the README splits
+    every batch size of its run over its N processes."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    lines = [line for line in readme.splitlines() if line.startswith("torchrun ") and " train " in line]
+    assert len(lines) >= 2
+    for line in lines:
+        words = line.split("#")[0].split()
+        world = int(words[words.index("--nproc_per_node") + 1])
+        kind = words[words.index("train") + 1]
+        preset = words[words.index("--config") + 1]
+        overrides = [w for w in words if re.fullmatch(r"[a-z_.]+=\S+", w)]
+        check_batch_sizes(load_train_config(kind, preset, overrides), world)
+
+
+def test_the_trainer_refuses_to_start_before_loading_anything(tmp_path, monkeypatch):
+    """A fake 8-process job: the check runs first (the missing generator file is never opened)."""
+    from hyperinverter.train import trainer as trainer_module
+    from hyperinverter.train.distributed import DistEnv
+
+    monkeypatch.setattr(trainer_module, "setup", lambda device: DistEnv(rank=0, world_size=8))
+    config = load_train_config("hypernet", "hypernet_faces", [f"run.out_dir={tmp_path / 'run'}",
+                                                              f"generator={tmp_path / 'missing.pkl'}"])
+    with pytest.raises(ConfigError, match="batch_size_with_adv=4 .* does not divide over 8 process"):
+        get_trainer("hypernet")(config)
+    assert not (tmp_path / "run").exists()
 
 
 # ------------------------------------------------------------------------------------------ trainings

@@ -543,7 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(hypernet); runs under torchrun as well")
     p.add_argument("kind", choices=["gan", "gan-teacher", "w-encoder", "hypernet"])
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. run.steps=500")
-    p.add_argument("--config", "-c", default=None, help="YAML preset: a path or a name in configs/")
+    p.add_argument("--config", "-c", default=None,
+                   help="YAML preset: a file of yours, or the name of a preset shipped in the package "
+                        "(e.g. hypernet_faces; see hyperinverter/configs/)")
     p.add_argument("--resume", action="store_true", help="continue from <run.out_dir>/checkpoints/latest.pt")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -24,6 +24,7 @@ from ..metrics.image import mse, psnr, ssim
 from ..utils.image_io import load_images, pil_to_tensor
 from ..utils.images import to_uint8
 from ..workflows import DIRECTION_SUFFIXES, unique_stems, write_gif
+from .directions import DEMO_ATTRIBUTES
 from .html import write_index
 
 PHASES = {"phase1": "phase I (W encoder)", "hyperinverter": "HyperInverter (W + Δθ)"}
@@ -36,7 +37,7 @@ class DemoOptions:
 
     count: int = 6  # Held-out portraits rendered when no images are given (test split: never trained on).
     start: int = 0  # First test-split seed index of those portraits.
-    directions: Optional[Sequence[str]] = None  # Direction names from the model's directions/ (None: all, max 4).
+    directions: Optional[Sequence[str]] = None  # Direction names from the model's directions/ (None: all, max 6).
     strength: float = 1.0  # In units of each direction's default step (editing.STRENGTH_HELP); edits use ±strength.
     interpolation_steps: int = 12  # Frames of the interpolation between the first two inversions.
     samples: int = 16  # Random generator samples in samples.png (0: none).
@@ -61,8 +62,9 @@ class DemoReport:
 
 
 def model_directions(model_dir: Optional[Path], model: HyperInverter, names: Optional[Sequence[str]] = None,
-                     limit: int = 4) -> tuple[list[Direction], list[str]]:
-    """Directions stored in ``<model_dir>/directions`` (all, at most ``limit``, or the given ``names``),
+                     limit: int = 6) -> tuple[list[Direction], list[str]]:
+    """Directions stored in ``<model_dir>/directions`` (all, at most ``limit``, the demo domain's own
+    attributes first in :data:`DEMO_ATTRIBUTES` order; or the given ``names``),
     and notes on the files that could not be used."""
     folder = model_dir / "directions" if model_dir is not None else None
     files = {}
@@ -74,7 +76,8 @@ def model_directions(model_dir: Optional[Path], model: HyperInverter, names: Opt
             raise HyperInverterError(f"no direction {missing} in {folder}; available: {sorted(files)}")
         chosen = [files[n] for n in names]
     else:
-        chosen = list(files.values())[:limit]
+        rank = {name: i for i, name in enumerate(DEMO_ATTRIBUTES)}
+        chosen = [files[n] for n in sorted(files, key=lambda n: (rank.get(n, len(rank)), n))][:limit]
     out, notes = [], []
     for path in chosen:
         try:

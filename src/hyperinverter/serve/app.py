@@ -67,6 +67,13 @@ class _Handlers:
         self.gr.Warning(text)
         return text
 
+    def _shown(self, image, name: str):
+        """A picture for a page widget as a path of its own (see :meth:`.session.OutputStore.image_file`: a PIL image
+        handed to Gradio is cached with a non-atomic rewrite that equal pictures race on); None stays None."""
+        if image is None:
+            return None
+        return str(self.session.outputs.image_file(image, name))
+
     def _edit_text(self, outcome) -> str:
         text = f"last edit {outcome.latency_ms:.1f} ms"
         if outcome.paste_ms is not None:
@@ -85,10 +92,10 @@ class _Handlers:
         except Exception as e:  # noqa: BLE001 - shown in the page, never a crash
             return (skip,) * 6 + (self._warn(_message(e)),) + (skip,) * 3
         status = "; ".join(recon.notes + [f"inverted in {recon.latency_ms:.0f} ms"])
-        pasted = gr.update(value=outcome.pasted, visible=outcome.pasted is not None)
-        return (recon, recon.images["input"], recon.images["phase1"], recon.images["hyperinverter"],
-                format_metrics(recon.metrics), files, status + "\n" + format_metrics_line(recon), outcome.image,
-                self._edit_text(outcome), pasted)
+        pasted = gr.update(value=self._shown(outcome.pasted, "photo"), visible=outcome.pasted is not None)
+        shown = [self._shown(recon.images[key], key) for key in ("input", "phase1", "hyperinverter")]
+        return (recon, *shown, format_metrics(recon.metrics), files, status + "\n" + format_metrics_line(recon),
+                self._shown(outcome.image, "edit"), self._edit_text(outcome), pasted)
 
     def edit(self, recon, *values):
         """Slider move -> edited image and latency (from the cached codes)."""
@@ -99,7 +106,7 @@ class _Handlers:
             outcome = self.session.edit(recon, values)
         except Exception as e:  # noqa: BLE001
             return skip, self._warn(_message(e))
-        return outcome.image, self._edit_text(outcome)
+        return self._shown(outcome.image, "edit"), self._edit_text(outcome)
 
     def paste(self, recon, *values):
         """Slider release -> the edit pasted back into the photo (aligned faces only)."""
@@ -111,7 +118,7 @@ class _Handlers:
         except Exception as e:  # noqa: BLE001
             self._warn(_message(e))
             return skip
-        return self.gr.update(value=outcome.pasted, visible=True)
+        return self.gr.update(value=self._shown(outcome.pasted, "photo"), visible=True)
 
     def reset(self, recon):
         """All sliders to 0 and the unedited reconstruction."""
@@ -119,7 +126,7 @@ class _Handlers:
         if recon is None:
             return (*zeros, self.gr.skip(), "upload an image first")
         outcome = self.session.edit(recon, zeros)
-        return (*zeros, outcome.image, self._edit_text(outcome))
+        return (*zeros, self._shown(outcome.image, "edit"), self._edit_text(outcome))
 
     def save_edit(self, recon, *values):
         """Write the current edit (PNG, codes, pasted photo) for download."""
@@ -142,7 +149,7 @@ class _Handlers:
         except Exception as e:  # noqa: BLE001
             return skip, skip, skip, self._warn(_message(e))
         notes = "; ".join(f"B: {n}" for n in b.notes)
-        return (str(result.gif), result.strip, [str(result.gif)],
+        return (str(result.gif), self._shown(result.strip, "frames"), [str(result.gif)],
                 f"{len(result.frames)} frames in {result.latency_ms:.0f} ms" + (f"; {notes}" if notes else ""))
 
 

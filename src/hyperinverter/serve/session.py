@@ -79,12 +79,15 @@ class OutputStore:
         keep: the number of request folders kept; older ones are deleted.
     """
 
-    def __init__(self, root: Optional[PathLike] = None, keep: int = 64):
+    def __init__(self, root: Optional[PathLike] = None, keep: int = 64, keep_shown: int = 256):
         self._owned = root is None
         self.root = Path(tempfile.mkdtemp(prefix="hyperinverter-serve-")) if root is None else Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.keep = max(1, int(keep))
+        self.keep_shown = max(1, int(keep_shown))
         self._made: deque = deque()
+        self._shown: deque = deque()
+        self._count = 0
         self._lock = threading.Lock()
 
     def new_folder(self, tag: str) -> Path:
@@ -96,6 +99,29 @@ class OutputStore:
             while len(self._made) > self.keep:
                 shutil.rmtree(self._made.popleft(), ignore_errors=True)
         return folder
+
+    def image_file(self, image: Image.Image, name: str = "image") -> Path:
+        """``image`` as a PNG file of its own, ``<root>/shown/<n>_<name>.png``, for a widget of the page to show.
+
+        A page widget given a PIL image is written by Gradio to a cache path named by the hash of its bytes,
+        with a plain truncate-and-write: two requests with the same picture (the same upload twice, a reset to
+        the reconstruction) rewrite one file while the browser may be downloading it, and the download comes
+        out short (h11 "Too little data for declared Content-Length"). A path is copied into the cache
+        under a temporary name and renamed into place instead, and never rewritten once there. So every
+        picture goes out as a file of its own, written whole and then renamed; the ``keep_shown`` most
+        recent are kept (Gradio has copied older ones into its cache by then).
+        """
+        from ..utils.outputs import atomic_write
+
+        with self._lock:
+            self._count += 1
+            path = self.root / "shown" / f"{self._count:08d}_{name}.png"
+            self._shown.append(path)
+            old = [self._shown.popleft() for _ in range(max(0, len(self._shown) - self.keep_shown))]
+        atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+        for stale in old:
+            stale.unlink(missing_ok=True)
+        return path
 
     def close(self) -> None:
         """Remove the root folder if this store created it."""

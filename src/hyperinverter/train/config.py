@@ -104,6 +104,7 @@ class GanTeacherTrainConfig(GanTrainConfig):
     recon_grad: float = 1.0  # Weight of the mean absolute error between their horizontal/vertical differences.
     adv: float = 0.0  # Weight of the non-saturating adversarial loss on random z (0 = no discriminator step).
     adv_start_step: int = 0  # Step from which the adversarial term (and the discriminator) train.
+    g_lr_schedule: list = field(default_factory=list)  # [[step, lr], ...]: g_lr from each step on (piecewise).
     init: Optional[str] = None  # Generator folder/file to start from (same architecture): continue an earlier
     #                             training across machines, e.g. from the shipped model's generator.
 
@@ -230,7 +231,8 @@ def _set(tree: dict, path: list[str], value: Any) -> None:
 
 
 def load_train_config(kind: str, preset: Optional[Union[str, Path]] = None, overrides: Sequence = ()) -> Any:
-    """Resolve a config: defaults <- YAML preset (a path, or a name in ``configs/``) <- ``key=value`` overrides."""
+    """Resolve a config: defaults <- YAML preset (a path, or the name of a preset shipped in
+    ``hyperinverter/configs/``) <- ``key=value`` overrides."""
     if kind not in TRAIN_CONFIGS:
         raise ConfigError(f"unknown training {kind!r}; choose one of {sorted(TRAIN_CONFIGS)}")
     tree: dict = {}
@@ -260,15 +262,74 @@ def load_train_config(kind: str, preset: Optional[Union[str, Path]] = None, over
     return config
 
 
-def resolve_preset(preset: Union[str, Path]) -> Path:
+def preset_names() -> list[str]:
+    """The names of the YAML presets shipped in the package (``hyperinverter/configs/*.yaml``), sorted."""
+    from importlib.resources import files
+
+    folder = files("hyperinverter") / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")) if folder.is_dir() else []
+
+
+def resolve_preset(preset: Union[str, Path]):
+    """The YAML file of ``preset``: a path to a file of your own, or the name of a preset shipped in the package
+    (``hypernet_faces`` or ``hypernet_faces.yaml``; read with ``importlib.resources``, so it works from an
+    installed wheel). Returns a ``Path`` or an ``importlib.resources`` file (both have ``read_text``)."""
+    from importlib.resources import files
+
     path = Path(preset)
     if path.is_file():
         return path
-    for folder in (Path.cwd() / "configs", Path(__file__).resolve().parents[3] / "configs"):
-        for candidate in (folder / f"{preset}.yaml", folder / str(preset)):
-            if candidate.is_file():
-                return candidate
-    raise ConfigError(f"{preset}: no such preset file (looked in ./configs and the repository's configs/)")
+    name = str(preset)
+    if path.name == name:  # a bare name, not a path: look among the shipped presets
+        candidate = files("hyperinverter") / "configs" / (name if name.endswith(".yaml") else f"{name}.yaml")
+        if candidate.is_file():
+            return candidate
+    elif path.suffix == ".yaml" and path.stem in preset_names():  # e.g. the old checkout path configs/<name>.yaml
+        raise ConfigError(f"{preset}: no such file; the presets ship inside the package now: --config {path.stem}")
+    raise ConfigError(f"{preset}: no such file, and not a preset shipped in the package (presets: "
+                      f"{', '.join(preset_names()) or 'none'})")
+
+
+def batch_sizes(config: Any) -> dict[str, int]:
+    """Every global batch size a run of ``config`` uses, by the field that sets it: ``run.batch_size``, and
+    ``batch_size_with_adv`` for a hypernetwork run whose adversarial term comes on."""
+    sizes = {"run.batch_size": config.run.batch_size}
+    if isinstance(config, HypernetTrainConfig) and config.losses.adv > 0 and config.batch_size_with_adv:
+        sizes["batch_size_with_adv"] = config.batch_size_with_adv
+    return sizes
+
+
+def check_batch_sizes(config: Any, world_size: int) -> None:
+    """Refuse a run whose batch sizes do not divide over ``world_size`` processes × ``run.grad_accum``
+    micro-batches (each process takes ``batch / world_size`` images a step, in ``grad_accum`` parts).
+
+    The trainer calls this at start-up, before loading anything, with the job's world size (a test can pass
+    any). The :class:`ConfigError` names each batch size that does not divide, the numbers, and the fixes:
+    multiples that do, and the process counts that suit every batch size of the run.
+    """
+    accum = config.run.grad_accum
+    parts = world_size * accum
+    sizes = batch_sizes(config)
+    bad = {name: size for name, size in sizes.items() if size % parts}
+    if not bad:
+        return
+    problems = []
+    for name, size in bad.items():
+        lower = size // parts * parts
+        choices = " or ".join(str(v) for v in (lower, lower + parts) if v > 0)
+        when = f" (from step {config.losses.adv_start_step}, with the adversarial term)" if name != "run.batch_size" \
+            else ""
+        problems.append(f"{name}={size}{when} does not divide over {world_size} process(es) × run.grad_accum {accum}"
+                        f" = {parts} micro-batches: set {name} to a multiple of {parts} ({choices})")
+    fits = [n for n in range(1, max(sizes.values()) + 1) if all(v % (n * accum) == 0 for v in sizes.values())]
+    listed = ", ".join(f"{k}={v}" for k, v in sizes.items())
+    counts = ", ".join(map(str, fits[:-1])) + (" or " if len(fits) > 1 else "") + str(fits[-1]) if fits else ""
+    fix = (f"or run {counts} process(es): the counts that divide every batch size of this run ({listed}) "
+           f"with run.grad_accum {accum}" if fits else
+           f"no process count divides every batch size of this run ({listed}) with run.grad_accum {accum}: "
+           "change run.grad_accum or the batch sizes")
+    raise ConfigError("the batch sizes do not split over the processes:\n  - " + "\n  - ".join(problems)
+                      + f"\n  {fix}")
 
 
 def validate(config: Any) -> None:
@@ -322,6 +383,12 @@ def validate(config: Any) -> None:
                 problems.append(f"{name} must be >= 0")
         if config.data.hflip:
             problems.append("data.hflip must be false for gan-teacher: a flipped image is not the picture of its z")
+        sched = config.g_lr_schedule
+        if not all(isinstance(e, (list, tuple)) and len(e) == 2 and isinstance(e[0], int) and e[0] >= 0
+                   and isinstance(e[1], (int, float)) and e[1] > 0 for e in sched) \
+                or [e[0] for e in sched] != sorted({e[0] for e in sched}):
+            problems.append(f"g_lr_schedule must be [[step, lr], ...] with increasing steps and positive rates, "
+                            f"got {sched!r}")
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
 

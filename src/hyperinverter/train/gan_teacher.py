@@ -60,6 +60,14 @@ class GanTeacherTrainer(GanTrainer):
                                 f"{self.G.z_dim}")
         return ds
 
+    def on_step_start(self) -> None:
+        lr = self.config.g_lr
+        for step, value in self.config.g_lr_schedule:
+            if self.step >= step:
+                lr = float(value)
+        for group in self.g_opt.param_groups:
+            group["lr"] = lr
+
     def adversarial_on(self) -> bool:
         return self.config.adv > 0 and self.step >= self.config.adv_start_step
 

@@ -27,7 +27,7 @@ from ..utils.images import make_grid, save_image
 from ..utils.outputs import clean_stale_temporaries
 from .checkpoint import (check_same_architecture, load_checkpoint, peek_step, rng_state, set_rng_state,
                          write_checkpoint)
-from .config import to_yaml
+from .config import ConfigError, check_batch_sizes, to_yaml
 from .distributed import DistEnv, any_across, barrier, mean_across, setup, teardown
 
 log = logging.getLogger("hyperinverter")
@@ -47,6 +47,11 @@ class Trainer:
         self.config = config
         self.run_cfg = config.run
         self.env: DistEnv = setup(config.run.device)
+        try:  # before anything loads: every batch size of the run splits over processes x grad_accum
+            check_batch_sizes(config, self.env.world_size)
+        except ConfigError:
+            teardown(self.env)
+            raise
         self.device = self.env.device
         self.out_dir = Path(config.run.out_dir)
         self.progress = progress and self.env.is_main

@@ -15,9 +15,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HI="${HI:-.venv/bin/hyperinverter}"
-GAN_STEPS="${GAN_STEPS:-20000}"
-W_CODE_STEPS="${W_CODE_STEPS:-2000}"
-W_STEPS="${W_STEPS:-4000}"
+GAN_STEPS="${GAN_STEPS:-6035}"
+W_CODE_STEPS="${W_CODE_STEPS:-1500}"
+W_STEPS="${W_STEPS:-2100}"
 HYPER_STEPS="${HYPER_STEPS:-10000}"
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(data gan w hyper pack)

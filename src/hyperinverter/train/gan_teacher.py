@@ -80,7 +80,7 @@ class GanTeacherTrainer(GanTrainer):
         adv = self.adversarial_on()
         self.D.requires_grad_(False)
         self.g_opt.zero_grad(set_to_none=True)
-        logs: dict[str, float] = {}
+        logs: dict = {}
         for part, zp in zip(real.chunk(n), z.chunk(n)):
             with self.autocast():
                 ws = self.G.mapping(zp, update_w_avg=True)
@@ -92,8 +92,9 @@ class GanTeacherTrainer(GanTrainer):
                     terms["g_adv"] = F.softplus(-self.D(rand)).mean()
                     loss = loss + cfg.adv * terms["g_adv"]
             self.backward(loss / n)
-            for k, v in terms.items():
-                logs[k] = logs.get(k, 0.0) + v.item() / n
+            for k, v in terms.items():  # kept on the device: one host sync per step, below
+                logs[k] = logs.get(k, 0.0) + v.detach() / n
+        logs = dict(zip(logs, torch.stack(list(logs.values())).tolist()))
         self.optimizer_step(self.g_opt, self.G.parameters())
         self.D.requires_grad_(True)
         if adv:

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Optional, Type, TypeVar, Union
+from typing import Any, ClassVar, Mapping, Optional, Type, TypeVar, Union
 
 import torch
 from safetensors import SafetensorError
@@ -130,13 +130,21 @@ def _resolve(directory: PathLike) -> Path:
     return resolve(directory)
 
 
+def compare_state(state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple]
+                  ) -> tuple[list[str], list[str], list[str]]:
+    """Keys of ``expected`` (name -> shape) missing from ``state``, keys of ``state`` not expected, and
+    keys present in both with another shape (in ``expected``'s order)."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k])]
+    return missing, unexpected, mismatched
+
+
 def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """``load_state_dict(strict=True)`` with one readable error listing missing, unexpected and mis-shaped keys."""
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: file {list(state[k].shape)} vs model {list(own[k].shape)}"
-              for k in own if k in state and state[k].shape != own[k].shape]
+    missing, unexpected, mismatched = compare_state(state, {k: tuple(v.shape) for k, v in own.items()})
+    shapes = [f"{k}: file {list(state[k].shape)} vs model {list(own[k].shape)}" for k in mismatched]
     if missing or unexpected or shapes:
         parts = []
         if missing:

@@ -16,6 +16,7 @@ from typing import Mapping, Optional
 
 import torch
 
+from ..checkpoints.pretrained import compare_state
 from ..errors import CheckpointError
 
 FOLDER = "manifests"
@@ -66,10 +67,9 @@ def check_against_manifest(state: Mapping[str, torch.Tensor], manifest: dict, so
         what: what the file should be, for the message.
     """
     expected = {e["key"]: tuple(e["shape"]) for e in manifest["entries"]}
-    missing = [k for k in expected if k not in state]
-    shapes = [f"{k} {list(state[k].shape)} instead of {list(expected[k])}" for k in expected
-              if k in state and tuple(state[k].shape) != expected[k]]
-    extra = [k for k in state if k not in expected] if exact else []
+    missing, extra, mismatched = compare_state(state, expected)
+    shapes = [f"{k} {list(state[k].shape)} instead of {list(expected[k])}" for k in mismatched]
+    extra = extra if exact else []
     problems = []
     if missing:
         problems.append(f"{len(missing)} of its {len(expected)} tensors missing (e.g. {', '.join(missing[:3])})")

@@ -79,8 +79,8 @@ class WEncoderTrainer(Trainer):
                     # Mean squared error per w entry: w_dim-independent, comparable to the image terms.
                     w_err = (w.float() - w_true.chunk(n)[i]).square().mean()
                     loss = loss + self.config.w_loss * w_err
-                    parts["w"] = w_err.item()
-                    parts["loss"] = loss.item()
+                    parts["w"] = w_err.detach()  # pulled to the host with the other terms, once per step
+                    parts["loss"] = loss.detach()
                 if self.config.losses.w_reg > 0:
                     reg = (w - self.G.w_avg).square().sum(dim=1).mean()
                     loss = loss + self.config.losses.w_reg * reg
@@ -89,7 +89,7 @@ class WEncoderTrainer(Trainer):
             for k, v in parts.items():
                 logs[k] = logs.get(k, 0.0) + v / self.run_cfg.grad_accum
         self.optimizer_step(self.opt, self.E.parameters())
-        return logs
+        return {k: float(v) for k, v in logs.items()}
 
     @torch.no_grad()
     def validate(self, images: torch.Tensor) -> dict[str, float]:

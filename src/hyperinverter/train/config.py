@@ -102,7 +102,11 @@ class GanTeacherTrainConfig(GanTrainConfig):
 
     recon_l1: float = 1.0  # Weight of the mean absolute error between G(z) and the pair's image.
     recon_grad: float = 1.0  # Weight of the mean absolute error between their horizontal/vertical differences.
-    adv: float = 0.0  # Weight of the non-saturating adversarial loss on random z (0 = no discriminator step).
+    adv: float = 0.0  # Weight of the non-saturating adversarial loss (0 = no discriminator step).
+    adv_on_pairs: bool = True  # The adversarial terms use G(z) of the pairs' z (already drawn for the
+    #                            reconstruction: no extra synthesis); False: fresh random z with style mixing.
+    recon_face: float = 0.0  # Extra weight of both reconstruction terms inside the face box (FACE_BOX in
+    #                          train/gan_teacher.py), where the small features are (eyes, mouth, glasses).
     adv_start_step: int = 0  # Step from which the adversarial term (and the discriminator) train.
     g_lr_schedule: list = field(default_factory=list)  # [[step, lr], ...]: g_lr from each step on (piecewise).
     init: Optional[str] = None  # Generator folder/file to start from (same architecture): continue an earlier

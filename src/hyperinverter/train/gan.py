@@ -85,16 +85,20 @@ class GanTrainer(Trainer):
         self.update_ema(real.shape[0])
         return logs
 
-    def discriminator_step(self, real: torch.Tensor) -> dict[str, float]:
-        """One discriminator step: logistic loss on ``real`` and fresh fakes, lazy R1."""
+    def discriminator_step(self, real: torch.Tensor, fakes: torch.Tensor | None = None) -> dict[str, float]:
+        """One discriminator step: logistic loss on ``real`` and ``fakes`` (default: fresh ones), lazy R1."""
         cfg = self.config
         logs = {}
         self.d_opt.zero_grad(set_to_none=True)
         total, r1_total = 0.0, 0.0
         do_r1 = cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0
+        fake_parts = iter(self.micro_batches(fakes.detach())) if fakes is not None else None
         for part in self.micro_batches(real):
-            with torch.no_grad():
-                fake = self.G.synthesis(self._ws(part.shape[0]), noise_mode="random")
+            if fake_parts is not None:
+                fake = next(fake_parts)
+            else:
+                with torch.no_grad():
+                    fake = self.G.synthesis(self._ws(part.shape[0]), noise_mode="random")
             part = part.detach().requires_grad_(do_r1)
             with self.autocast():
                 real_logits = self.D(part)

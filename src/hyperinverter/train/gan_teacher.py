@@ -24,6 +24,19 @@ from .gan import GanTrainer
 from .trainer import TrainingError
 
 
+# The box every portrait's eyes, brows, glasses and mouth fall in, as fractions of the image (rows, columns):
+# the renderer's head frame (centre 0.5, 0.44; half-height 0.235 S; half-width up to ~0.22 S) less the hair,
+# with room for the largest yaw and tilt.
+FACE_BOX = ((0.26, 0.70), (0.27, 0.73))
+
+
+def face_crop(images: torch.Tensor) -> torch.Tensor:
+    """The :data:`FACE_BOX` of ``[B, C, S, S]`` images."""
+    S = images.shape[-1]
+    (r0, r1), (c0, c1) = FACE_BOX
+    return images[..., round(r0 * S):round(r1 * S), round(c0 * S):round(c1 * S)]
+
+
 def _load_init(name_or_path: str):
     """The generator of a HyperInverter model (folder or shipped name), or any generator file / folder."""
     from ..inverter import HyperInverter
@@ -81,14 +94,23 @@ class GanTeacherTrainer(GanTrainer):
         self.D.requires_grad_(False)
         self.g_opt.zero_grad(set_to_none=True)
         logs: dict = {}
+        fakes: list = []  # the pairs' G(z), for the discriminator (adv_on_pairs)
         for part, zp in zip(real.chunk(n), z.chunk(n)):
             with self.autocast():
                 ws = self.G.mapping(zp, update_w_avg=True)
                 fake = self.G.synthesis(ws, noise_mode="const")
                 terms = {"l1": l1_loss(fake.float(), part), "grad": gradient_loss(fake.float(), part)}
                 loss = cfg.recon_l1 * terms["l1"] + cfg.recon_grad * terms["grad"]
+                if cfg.recon_face > 0:
+                    f, t = face_crop(fake.float()), face_crop(part)
+                    terms["face"] = cfg.recon_l1 * l1_loss(f, t) + cfg.recon_grad * gradient_loss(f, t)
+                    loss = loss + cfg.recon_face * terms["face"]
                 if adv:
-                    rand = self.G.synthesis(self._ws(part.shape[0]), noise_mode="random")
+                    if cfg.adv_on_pairs:
+                        rand = fake
+                        fakes.append(fake.detach())
+                    else:
+                        rand = self.G.synthesis(self._ws(part.shape[0]), noise_mode="random")
                     terms["g_adv"] = F.softplus(-self.D(rand)).mean()
                     loss = loss + cfg.adv * terms["g_adv"]
             self.backward(loss / n)
@@ -98,7 +120,7 @@ class GanTeacherTrainer(GanTrainer):
         self.optimizer_step(self.g_opt, self.G.parameters())
         self.D.requires_grad_(True)
         if adv:
-            logs.update(self.discriminator_step(real))
+            logs.update(self.discriminator_step(real, torch.cat(fakes) if fakes else None))
         self.update_ema(real.shape[0])
         return logs
 

@@ -23,7 +23,8 @@ from hyperinverter.losses import LPIPS
 
 #: Few steps and large learning rates: enough for the losses to fall on the tiny generator.
 FAST = {"w_encoder": {}, "hyperinverter": {}, "w_opt": {"steps": 12, "lr": 0.05},
-        "wplus_opt": {"steps": 12, "lr": 0.05}, "pti": {"pivot_steps": 6, "pivot_lr": 0.05, "steps": 12, "lr": 3e-3}}
+        "wplus_opt": {"steps": 12, "lr": 0.05}, "pti": {"pivot_steps": 6, "pivot_lr": 0.05, "steps": 12, "lr": 3e-3},
+        "hyperinverter+refine": {"steps": 12, "lr": 3e-3}}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -53,16 +54,16 @@ def test_interface_shapes_codes_and_seconds(model, images, name):
     assert ("w" in out.codes) == (name != "wplus_opt")
     if "w" in out.codes:  # a W code: every row of ws is w
         assert torch.equal(out.ws, out.codes["w"][:, None].expand_as(out.ws))
-    assert bool(out.deltas()) == (name in ("hyperinverter", "pti"))
+    assert bool(out.deltas()) == (name in ("hyperinverter", "pti", "hyperinverter+refine"))
     assert out.seconds > 0
-    assert bool(out.history) == (name in ("w_opt", "wplus_opt", "pti"))
+    assert bool(out.history) == (name in ("w_opt", "wplus_opt", "pti", "hyperinverter+refine"))
     # the codes reproduce the reconstructions, whatever the method
     again = model.render(out.ws, out.deltas() or None)
     assert torch.allclose(again, out.reconstructions, atol=1e-4)
     assert method.describe()["name"] == name
 
 
-@pytest.mark.parametrize("name", ["w_opt", "wplus_opt", "pti"])
+@pytest.mark.parametrize("name", ["w_opt", "wplus_opt", "pti", "hyperinverter+refine"])
 @pytest.mark.parametrize("with_lpips", [False, True])
 def test_optimisation_baselines_lower_their_loss(model, images, name, with_lpips):
     lpips = LPIPS("alex") if with_lpips else None  # random weights: only the mechanics are tested
@@ -90,7 +91,8 @@ def _first_step_gradients(method, images) -> list[list[torch.Tensor]]:
 
 
 @pytest.mark.parametrize("name, config", [("w_opt", FAST["w_opt"]), ("wplus_opt", FAST["wplus_opt"]),
-                                          ("pti", {**FAST["pti"], "pivot": "w_encoder"})])
+                                          ("pti", {**FAST["pti"], "pivot": "w_encoder"}),
+                                          ("hyperinverter+refine", FAST["hyperinverter+refine"])])
 def test_each_image_gets_only_its_own_gradient(model, images, name, config):
     """Per-image codes (and PTI's per-image weight copies) get only their own image's gradient.
 
@@ -157,6 +159,7 @@ def test_method_names_and_overrides():
                           ["w_opt=7,pti.pivot=3", "pti=4"])
     assert got == {"w_opt": {"steps": 7, "lr": 0.05}, "pti": {"pivot_steps": 3, "steps": 4, "pivot": "w_encoder"},
                    "hyperinverter": {"chunk_size": None}}
+    assert parse_overrides([], ["refine=10"]) == {"hyperinverter+refine": {"steps": 10}}
     for bad, match in ((["pti.speed=3"], "no setting 'speed'"), (["w_opt.steps=many"], "not a valid int"),
                        (["steps=3"], "METHOD.FIELD=VALUE")):
         with pytest.raises(ValueError, match=match):
@@ -367,7 +370,7 @@ def test_evaluate_cli_end_to_end(tmp_path, model_dir, capsys):
     data = _write_images(tmp_path / "data", sizes=(32, 32, 48))
     out = tmp_path / "out"
     code = main(["evaluate", "--model", str(model_dir), "--data", str(data), "--batch-size", "2", "--device", "cpu",
-                 "--steps", "w_opt=3,wplus_opt=3,pti=3,pti.pivot=3", "--set", "w_opt.lr=0.05",
+                 "--steps", "w_opt=3,wplus_opt=3,pti=3,pti.pivot=3,refine=3", "--set", "w_opt.lr=0.05",
                  "--lpips-backbone", str(tmp_path / "missing_alexnet.pth"), "--lpips-head", str(tmp_path / "x.pth"),
                  "--dlib-id", "--runtime", "--quiet", "-o", str(out)])
     captured = capsys.readouterr()
@@ -375,7 +378,8 @@ def test_evaluate_cli_end_to_end(tmp_path, model_dir, capsys):
     assert "warning:" in captured.err and "img2.png" in captured.err  # 48 px -> resized to 32
     assert "skipped lpips" in captured.out and "not found" in captured.out
     md = (out / "results.md").read_text()
-    for label in ("W encoder (phase I)", "HyperInverter", "W optimisation", "W+ optimisation", "PTI"):
+    for label in ("W encoder (phase I)", "HyperInverter", "HyperInverter + refine", "W optimisation",
+                  "W+ optimisation", "PTI"):
         assert f"| {label} |" in md
     assert "MSE ↓" in md and "PSNR ↑" in md and "s/img @8" in md and "LPIPS" not in md.split("\n## Notes")[0]
     payload = json.loads((out / "results.json").read_text())
@@ -391,8 +395,9 @@ def test_evaluate_cli_end_to_end(tmp_path, model_dir, capsys):
     else:
         assert "skipped dlib_id" in captured.out
     csv_lines = (out / "results.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("method,label,kind,num_images,mse") and len(csv_lines) == 6
-    assert Image.open(out / "examples.png").size == (6 * 34 + 2, 3 * 34 + 2)  # input + 5 methods, 3 rows
+    assert csv_lines[0].startswith("method,label,kind,num_images,mse") and len(csv_lines) == 7
+    assert rows["hyperinverter+refine"]["config"]["config"]["steps"] == 3
+    assert Image.open(out / "examples.png").size == (7 * 34 + 2, 3 * 34 + 2)  # input + 6 methods, 3 rows
     assert (out / "examples_pti.png").is_file()
 
 

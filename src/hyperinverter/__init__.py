@@ -6,6 +6,7 @@ from .errors import CheckpointError, HyperInverterError, UnsafePickleError  # no
 from .stylegan2 import Discriminator, Generator, GeneratorConfig, config_f  # noqa: E402
 from .stylegan2.formats import load_discriminator, load_generator  # noqa: E402
 from .inverter import HyperInverter, HyperInverterConfig, InversionResult  # noqa: E402
+from .tuning import RefineConfig, refine  # noqa: E402
 
 __all__ = [
     "CheckpointError",
@@ -16,9 +17,11 @@ __all__ = [
     "HyperInverterConfig",
     "HyperInverterError",
     "InversionResult",
+    "RefineConfig",
     "UnsafePickleError",
     "__version__",
     "config_f",
     "load_discriminator",
     "load_generator",
+    "refine",
 ]

@@ -1,13 +1,17 @@
-"""The two encoder-based methods: phase I alone (``w_encoder``) and the full HyperInverter (``hyperinverter``)."""
+"""The encoder-based methods: phase I alone (``w_encoder``), the full HyperInverter (``hyperinverter``), and
+HyperInverter followed by a few steps of per-image tuning (``hyperinverter+refine``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
+from ..tuning import RefineConfig, refine_with_history
 from .base import InversionMethod
+from .optimization import WARMUP_STEPS
 
 
 @dataclass
@@ -53,10 +57,29 @@ class HyperInverterMethod(InversionMethod):
     label = "HyperInverter"
     config_class = EncoderMethodConfig
 
-    @torch.no_grad()
     def _run(self, images, warmup):
-        results = [self.model(x) for x in _chunks(images, self.config.chunk_size)]
-        codes = {"w": torch.cat([r.w for r in results]), "ws": torch.cat([r.ws for r in results])}
-        for name in results[0].deltas:
-            codes[f"delta.{name}"] = torch.cat([r.deltas[name] for r in results])
-        return torch.cat([r.image for r in results]), codes, []
+        result = self.model.invert(images, batch_size=self.config.chunk_size or images.shape[0])
+        codes = {"w": result.w, "ws": result.ws, **{f"delta.{k}": v for k, v in result.deltas.items()}}
+        return result.image, codes, []
+
+@dataclass
+class RefineMethodConfig(RefineConfig):
+    """:class:`~hyperinverter.tuning.RefineConfig` (steps, lr, loss weights, locality, parameters)."""
+
+
+class HyperInverterRefineMethod(InversionMethod):
+    """HyperInverter, then ``steps`` of PTI's per-image tuning started from its ``w`` and ``θ + Δθ``."""
+
+    name = "hyperinverter+refine"
+    kind = "hybrid"
+    label = "HyperInverter + refine"
+    config_class = RefineMethodConfig
+
+    def _run(self, images, warmup):
+        cfg = dataclasses.replace(self.config, steps=WARMUP_STEPS) if warmup else self.config
+        with torch.no_grad():
+            start = self.model(images)
+        result, history = refine_with_history(self.model, images, start, cfg, self.lpips,
+                                              progress=self.progress and not warmup)
+        codes = {"w": result.w, "ws": result.ws, **{f"delta.{k}": v for k, v in result.deltas.items()}}
+        return result.image, codes, history

@@ -16,16 +16,14 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 
 from ..inverter import HyperInverter
+from ..tuning import check_steps_lr, check_weights, reconstruction_loss
+from ..tuning import progress_bar as _bar
 from .base import InversionMethod
 
 #: Steps of the untimed warm-up runs of optimisation methods.
 WARMUP_STEPS = 2
-#: LPIPS inside losses sees at most this side (as PTI does for 1024 px images) and at least 32 px.
-LPIPS_LOSS_MAX_SIZE = 256
-LPIPS_MIN_SIZE = 32
 
 
 @dataclass
@@ -40,26 +38,11 @@ class LatentOptConfig:
     lpips_weight: float = 1.0  # Weight of LPIPS (used only when an LPIPS module is given).
 
     def __post_init__(self):
-        _check_steps_lr(self.steps, self.lr, "steps", "lr")
+        check_steps_lr(self.steps, self.lr, "steps", "lr")
         for name in ("lr_rampup", "lr_rampdown"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
-        _check_weights(self.mse_weight, self.lpips_weight)
-
-
-def _check_steps_lr(steps, lr, steps_name: str, lr_name: str) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"{steps_name} must be a positive integer, got {steps!r}")
-    if not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
-        raise ValueError(f"{lr_name} must be a positive number, got {lr!r}")
-
-
-def _check_weights(mse_weight: float, lpips_weight: float) -> None:
-    for name, value in (("mse_weight", mse_weight), ("lpips_weight", lpips_weight)):
-        if not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
-            raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    if mse_weight == 0 and lpips_weight == 0:
-        raise ValueError("mse_weight and lpips_weight are both 0: nothing to optimise")
+        check_weights(self.mse_weight, self.lpips_weight)
 
 
 def lr_schedule(step: int, steps: int, rampup: float, rampdown: float) -> float:
@@ -70,30 +53,6 @@ def lr_schedule(step: int, steps: int, rampup: float, rampdown: float) -> float:
     if rampup > 0:
         ramp *= min(1.0, (t + 1.0 / steps) / rampup)  # the first step is not at lr 0
     return ramp
-
-
-def _lpips_size(x: torch.Tensor) -> torch.Tensor:
-    size = x.shape[-1]
-    if size > LPIPS_LOSS_MAX_SIZE:
-        return F.interpolate(x, size=(LPIPS_LOSS_MAX_SIZE, LPIPS_LOSS_MAX_SIZE), mode="area")
-    if size < LPIPS_MIN_SIZE:
-        return F.interpolate(x, size=(LPIPS_MIN_SIZE, LPIPS_MIN_SIZE), mode="bilinear", align_corners=False)
-    return x
-
-
-def reconstruction_loss(images: torch.Tensor, targets: torch.Tensor, mse_weight: float, lpips_weight: float,
-                        lpips: Optional[torch.nn.Module]) -> torch.Tensor:
-    """Per-image loss ``[B]``: ``mse_weight * MSE + lpips_weight * LPIPS`` (LPIPS skipped when None)."""
-    loss = mse_weight * (images - targets).square().mean(dim=(1, 2, 3))  # [B]
-    if lpips is not None and lpips_weight > 0:
-        loss = loss + lpips_weight * lpips(_lpips_size(images), _lpips_size(targets)).reshape(-1)
-    return loss
-
-
-def _bar(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="step", leave=False, disable=not enabled)
 
 
 def optimize_latent(model: HyperInverter, targets: torch.Tensor, space: str, config: LatentOptConfig,

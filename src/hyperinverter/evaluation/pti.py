@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 
 from ..hypernet import TARGET_SETS, target_layers
+from ..tuning import check_steps_lr, check_weights, tune_residuals
 from .base import InversionMethod
-from .optimization import (WARMUP_STEPS, LatentOptConfig, _bar, _check_steps_lr, _check_weights, optimize_latent,
-                           reconstruction_loss)
+from .optimization import WARMUP_STEPS, LatentOptConfig, optimize_latent
 
 PIVOTS = ("w_opt", "w_encoder")
 #: ``parameters`` values: every synthesis parameter, or one of the hypernetwork target sets.
@@ -46,9 +46,9 @@ class PTIConfig:
             raise ValueError(f"pivot must be one of {PIVOTS}, got {self.pivot!r}")
         if self.parameters not in PARAMETER_SETS:
             raise ValueError(f"parameters must be one of {PARAMETER_SETS}, got {self.parameters!r}")
-        _check_steps_lr(self.pivot_steps, self.pivot_lr, "pivot_steps", "pivot_lr")
-        _check_steps_lr(self.steps, self.lr, "steps", "lr")
-        _check_weights(self.mse_weight, self.lpips_weight)
+        check_steps_lr(self.pivot_steps, self.pivot_lr, "pivot_steps", "pivot_lr")
+        check_steps_lr(self.steps, self.lr, "steps", "lr")
+        check_weights(self.mse_weight, self.lpips_weight)
 
     def pivot_config(self) -> LatentOptConfig:
         return LatentOptConfig(steps=self.pivot_steps, lr=self.pivot_lr, mse_weight=self.mse_weight,
@@ -87,24 +87,10 @@ class PTIMethod(InversionMethod):
         ws, _ = self.pivot(images, warmup)
         ws = ws.detach()
         batch = images.shape[0]
-        deltas = {name: torch.zeros((batch, *p.shape), device=p.device, dtype=p.dtype, requires_grad=True)
-                  for name, p in self.tuned_parameters().items()}  # θ + 0: a fresh copy per image
-        opt = torch.optim.Adam(list(deltas.values()), lr=cfg.lr)
-        steps = WARMUP_STEPS if warmup else cfg.steps
-        history: list[float] = []
-        with torch.enable_grad(), _bar(steps, "pti tuning", self.progress and not warmup) as bar:
-            for _ in range(steps):
-                recon = self.model.render(ws, deltas)
-                loss = reconstruction_loss(recon, images, cfg.mse_weight, cfg.lpips_weight, self.lpips)  # [B]
-                opt.zero_grad(set_to_none=True)
-                loss.sum().backward()
-                opt.step()
-                history.append(float(loss.detach().mean()))
-                bar.update(1)
-        deltas = {k: v.detach() for k, v in deltas.items()}
-        with torch.no_grad():
-            recon = self.model.render(ws, deltas)
-            final = reconstruction_loss(recon, images, cfg.mse_weight, cfg.lpips_weight, self.lpips)
-            history.append(float(final.mean()))
+        start = {name: torch.zeros((batch, *p.shape), device=p.device, dtype=p.dtype)
+                 for name, p in self.tuned_parameters().items()}  # θ + 0: a fresh copy per image
+        deltas, recon, history = tune_residuals(
+            self.model, images, ws, start, WARMUP_STEPS if warmup else cfg.steps, cfg.lr, cfg.mse_weight,
+            cfg.lpips_weight, self.lpips, progress=self.progress and not warmup, desc="pti tuning")
         codes = {"w": ws[:, 0], "ws": ws, **{f"delta.{k}": v for k, v in deltas.items()}}
         return recon, codes, history

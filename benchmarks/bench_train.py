@@ -187,7 +187,7 @@ class TrainStep:
         with self.autocast():
             r = self.model(self.x)
             loss, parts = self.loss_fn(r.image.float(), self.x)
-        self.last_loss = parts["loss"]
+        self.last_loss = float(parts["loss"])  # a device tensor: the sync is part of the timed step
         if self.scaler is None:
             loss.backward()
             self.opt.step()

@@ -54,7 +54,7 @@ def test_invert_folder_skips_bad_file_and_writes_the_rest(tmp_path, model_dir, c
         assert Image.open(tmp_path / "out" / f"{name}.png").size == (32, 32)
         assert (tmp_path / "out" / f"{name}_w.png").is_file()
         codes = load_file(str(tmp_path / "out" / f"{name}.codes.safetensors"))
-        assert codes["w"].shape == (1, 32) and any(k.startswith("delta.") for k in codes)
+        assert codes["w"].shape == (1, 32) and any(k.startswith("code.") for k in codes)  # compact by default
     assert not (tmp_path / "out" / "broken.png").exists()
 
 
@@ -151,3 +151,17 @@ def test_data_portraits_command(tmp_path):
     assert sorted(p.name for p in (tmp_path / "p").glob("*.png")) == ["1000000.png", "1000001.png", "1000002.png"]
     assert (tmp_path / "p" / "labels.csv").read_text().startswith("file,seed,")
     assert main(["data", "portraits", "--count", "0", "-o", str(tmp_path / "q"), "--quiet"]) == 2
+
+
+def test_help_does_not_import_torch():
+    """``hyperinverter --help`` (and every sub-command's parser) is built without importing torch: the help
+    comes back at once instead of after the seconds torch takes to import."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from hyperinverter.cli import build_parser; p = build_parser(); p.format_help(); "
+            "heavy = sorted(m for m in ('torch', 'numpy.linalg', 'safetensors.torch') if m in sys.modules); "
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "torch" not in out.stdout.strip().split(","), f"building the parser imported {out.stdout.strip()}"

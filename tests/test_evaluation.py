@@ -152,6 +152,9 @@ def test_method_input_checks_and_configs(model, images):
 
 
 def test_method_names_and_overrides():
+    from hyperinverter.evaluation.registry import METHODS
+
+    assert tuple(METHODS) == METHOD_NAMES  # the torch-free list the command line's help shows
     assert parse_method_names("pti, w_opt,pti") == ["pti", "w_opt"]
     with pytest.raises(ValueError, match="unknown method 'psp'"):
         parse_method_names("w_opt,psp")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from helpers_official import write_official_files
 
 from hyperinverter import CheckpointError, Discriminator, Generator, HyperInverter, InversionResult, config_f
-from hyperinverter.checkpoints.official import load_official
+from hyperinverter.convert.official import load_official
 from hyperinverter.encoders import BackboneConfig, official_church_encoders, official_face_encoders
 from hyperinverter.hypernet import target_layers
 

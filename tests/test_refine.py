@@ -90,3 +90,60 @@ def test_refine_checks(model, images):
         hi.refine(model, torch.zeros(1, 3, 64, 64), steps=1)
     with pytest.raises(ValueError, match="2 inversions for 1 images"):
         hi.refine(model, images[:1], model.invert(images), steps=1)
+
+
+# ------------------------------------------------------------------------------------------- command line
+@pytest.fixture(scope="module")
+def cli_setup(tmp_path_factory, model, images):
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("refine_cli")
+    model.save_pretrained(root / "model")
+    photos = root / "photos"
+    photos.mkdir()
+    for i, x in enumerate(images):
+        arr = ((x.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).round().astype("uint8")
+        Image.fromarray(arr).save(photos / f"p{i}.png")
+    direction = root / "d.npy"
+    import numpy as np
+
+    np.save(direction, np.random.default_rng(0).standard_normal(model.generator.w_dim).astype("float32"))
+    return root, photos, direction
+
+
+def _png_error(path, target) -> float:
+    import numpy as np
+    from PIL import Image
+
+    a = np.asarray(Image.open(path), dtype=np.float32)
+    b = np.asarray(Image.open(target), dtype=np.float32)
+    return float(((a - b) ** 2).mean())
+
+
+def test_invert_and_edit_refine_on_the_command_line(cli_setup, capsys):
+    from hyperinverter.cli import main
+    from hyperinverter.workflows import load_codes
+
+    root, photos, direction = cli_setup
+    common = ["--model", str(root / "model"), "--device", "cpu", "--quiet"]
+    assert main(["invert", str(photos), "-o", str(root / "plain"), *common]) == 0
+    assert main(["invert", str(photos), "-o", str(root / "refined"), "--refine", "15", *common]) == 0
+    for i in range(2):  # the refined reconstruction is closer to its photo
+        target = photos / f"p{i}.png"
+        assert _png_error(root / "refined" / f"p{i}.png", target) < _png_error(root / "plain" / f"p{i}.png", target)
+    codes = load_codes(root / "refined" / "p0.codes.safetensors")  # half codes: self-contained
+    assert codes.w.shape[-1] == 32
+    capsys.readouterr()
+    # compact codes cannot hold refined weights: refused before any work, in one line
+    assert main(["invert", str(photos), "-o", str(root / "bad"), "--refine", "2", "--codes", "compact",
+                 *common]) == 2
+    assert "--codes half" in capsys.readouterr().err and not (root / "bad").exists()
+    # edit --refine: the strip says so, and a codes file cannot be refined again
+    assert main(["edit", str(photos / "p0.png"), "--direction", str(direction), "--refine", "3",
+                 "-o", str(root / "edit"), *common[:-1]]) == 0
+    assert "HyperInverter + refine 3" in capsys.readouterr().out
+    assert main(["edit", str(root / "plain" / "p0.codes.safetensors"), "--direction", str(direction),
+                 "--refine", "3", "-o", str(root / "edit2"), *common[:-1]]) == 2
+    assert "codes file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["invert", str(photos), "--refine", "-1", *common])

@@ -1,27 +1,33 @@
-"""hyperinverter: StyleGAN2 inversion with hypernetworks (HyperInverter, CVPR 2022) in plain PyTorch."""
+"""hyperinverter: StyleGAN2 inversion with hypernetworks (HyperInverter, CVPR 2022) in plain PyTorch.
+
+The names below are imported on first use (PEP 562), so ``import hyperinverter`` and the command line's
+``--help`` do not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-from .errors import CheckpointError, HyperInverterError, UnsafePickleError  # noqa: E402
-from .stylegan2 import Discriminator, Generator, GeneratorConfig, config_f  # noqa: E402
-from .stylegan2.formats import load_discriminator, load_generator  # noqa: E402
-from .inverter import HyperInverter, HyperInverterConfig, InversionResult  # noqa: E402
-from .tuning import RefineConfig, refine  # noqa: E402
+#: public name -> module that defines it
+_EXPORTS = {
+    "CheckpointError": ".errors",
+    "DeclaredSizeError": ".errors",
+    "HyperInverterError": ".errors",
+    "UnsafePickleError": ".errors",
+    "Discriminator": ".stylegan2",
+    "Generator": ".stylegan2",
+    "GeneratorConfig": ".stylegan2",
+    "config_f": ".stylegan2",
+    "load_discriminator": ".stylegan2.formats",
+    "load_generator": ".stylegan2.formats",
+    "HyperInverter": ".inverter",
+    "HyperInverterConfig": ".inverter",
+    "InversionResult": ".inverter",
+    "RefineConfig": ".tuning",
+    "refine": ".tuning",
+}
 
-__all__ = [
-    "CheckpointError",
-    "Discriminator",
-    "Generator",
-    "GeneratorConfig",
-    "HyperInverter",
-    "HyperInverterConfig",
-    "HyperInverterError",
-    "InversionResult",
-    "RefineConfig",
-    "UnsafePickleError",
-    "__version__",
-    "config_f",
-    "load_discriminator",
-    "load_generator",
-    "refine",
-]
+__all__ = sorted([*_EXPORTS, "__version__"])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

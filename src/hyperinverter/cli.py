@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -10,6 +11,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from . import __version__
+
+#: Modules that define sub-commands (``add_commands(subparsers)``), in the order ``--help`` lists them.
+COMMAND_MODULES = (".demo.cli", ".faces.cli", ".evaluation.cli", ".serve.cli", ".convert.cli", ".video.cli")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -32,17 +36,8 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"error: --device {name}: CUDA is not available on this machine")
-    return torch.device(name)
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
+    from .devices import choose_device
     import torch
 
     from .utils.images import make_grid, save_image
@@ -58,7 +53,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     plan.add(args.output)
     plan.check()
     check_writable(args.output.parent)
-    device = _device(args.device)
+    device = choose_device(args.device)
     G, source = generator_from(args.generator, device=device)
     print(f"generator: {source}; {G.img_resolution}px, num_ws={G.num_ws}, "
           f"{sum(p.numel() for p in G.parameters()) / 1e6:.2f} M parameters, device {device}")
@@ -88,6 +83,17 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _steps_arg(text: str) -> int:
+    """argparse type: a whole number of steps >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of steps >= 0, got {text!r}")
+    return value
+
+
 def _check_batch_size(value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"--batch-size must be a positive whole number, got {value}")
@@ -107,15 +113,6 @@ def _plan_pretrained_folder(folder: Path, inputs, overwrite: bool, sub: tuple = 
         plan.add_folder_files(folder_, [CONFIG_NAME, WEIGHTS_NAME])
     plan.check()
     check_writable(folder)
-
-
-def _load_model(path: Path, device):
-    from .inverter import HyperInverter
-
-    model = HyperInverter.from_pretrained(path, device=device)  # a folder or a shipped model's name
-    print(f"model: {path} ({model.resolution}px, hidden_dim {model.config.hidden_dim}, {len(model.targets)} "
-          f"target layers), device {device}")
-    return model
 
 
 def _print_skipped(path, reason: str) -> None:
@@ -143,20 +140,45 @@ def _domain_warnings(model_spec, names, psnrs, align: bool = False) -> None:
 
 
 def cmd_invert(args: argparse.Namespace) -> int:
+    """``invert``: one process, or every process of a ``torchrun`` job (inputs shared, one summary)."""
+    from .utils.distributed import inference_group
+
+    group = inference_group()
+    try:
+        return _invert(args, group)
+    finally:
+        group.close()
+
+
+def _invert(args: argparse.Namespace, group) -> int:
+    from .workflows import load_model
     from tqdm import tqdm
 
-    from .utils.image_io import iter_image_paths
-    from .workflows import invert_files
-
     from .pretrained import resolve
-    from .workflows import plan_invert_outputs
+    from .utils.image_io import iter_image_paths
+    from .workflows import invert_files, plan_invert_outputs
 
-    resolve(args.model)  # a missing model is named first (cheap; loading comes after the output checks)
-    paths = iter_image_paths(args.images, skipped=_print_skipped)
-    if not args.align:  # refuse clobbering before the model is even loaded
-        plan_invert_outputs(paths, args.output, args.overwrite)
-    device = _device(args.device)
-    model = _load_model(args.model, device)
+    main_only = group.is_main
+    if args.codes is None:
+        args.codes = "half" if args.refine else "compact"
+    error, paths, device = None, [], None
+    if args.refine and args.codes == "compact":
+        raise ValueError("refined weights are no longer the hypernetworks' per-layer codes: with --refine, write "
+                         "--codes half or --codes full")
+    try:  # every process checks; one message (from process 0) when any of them fails, before any work
+        resolve(args.model)  # a missing model is named first (cheap; loading comes after the output checks)
+        _check_batch_size(args.batch_size)
+        if args.align and (group.distributed or args.resume):
+            raise ValueError("--align does not combine with torchrun or --resume: run 'hyperinverter align PHOTOS -o "
+                             "CROPS' first, then invert the crops")
+        paths = iter_image_paths(args.images, skipped=_print_skipped if main_only else None)
+        if not args.align:  # refuse clobbering before the model is even loaded
+            plan_invert_outputs(paths, args.output, args.overwrite, args.resume)
+        device = group.device(args.device)
+    except Exception as e:  # noqa: BLE001 - raised again by agree() (on process 0)
+        error = e
+    group.agree(error)
+    model = load_model(args.model, device, verbose=main_only)
     align_failed = []
     if args.align:  # cut out each photo's face first (crops + JSON in <output>/aligned); the crops are inverted
         from .faces.cli import align_files
@@ -165,24 +187,33 @@ def cmd_invert(args: argparse.Namespace) -> int:
         align_failed, paths = aligned.failed, aligned.crops
         for _, message in align_failed:
             print(f"skipped: {message}", file=sys.stderr)
-    with tqdm(total=len(paths), unit="img", desc="inverting", disable=args.quiet) as bar:
+    with tqdm(total=len(paths), unit="img", desc="inverting", disable=args.quiet or not main_only) as bar:
         report = invert_files(model, paths, args.output, batch_size=args.batch_size, device=device,
-                              progress=bar.update, overwrite=args.overwrite)
+                              progress=bar.update, overwrite=args.overwrite, codes_format=args.codes,
+                              resume=args.resume, group=group, refine_steps=args.refine)
+    failed = 1 if report.failed or align_failed else 0
+    if not main_only:  # the summary and the exit status are process 0's: torchrun then stops no process early
+        return 0
     _print_notes(report.notes)
     for path, message in report.failed:
         print(f"skipped: {message}", file=sys.stderr)
     _domain_warnings(args.model, [p.name for p in report.phase1_psnr], report.phase1_psnr.values(), args.align)
-    print(f"wrote {len(report.written)} inversions to {args.output} (<name>.png, <name>_w.png, "
-          f"<name>.codes.safetensors); {len(report.failed) + len(align_failed)} skipped")
-    return 1 if report.failed or align_failed else 0
+    kept = f"; {len(report.finished)} already done (kept)" if args.resume else ""
+    where = f" by {group.world_size} processes" if group.distributed else ""
+    print(f"wrote {len(report.written)} inversions to {args.output}{where} (<name>.png, <name>_w.png, "
+          f"<name>.codes.safetensors, {args.codes} codes); {len(report.failed) + len(align_failed)} skipped{kept}")
+    return failed
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
+    from .workflows import load_model
+    from .devices import choose_device
     import torch
 
     from .domain import phase1_psnr
     from .editing import load_direction_file
-    from .workflows import find_direction, load_single, make_grid, parse_layers, save_image
+    from .workflows import (find_direction, input_stem, is_codes_file, load_inversion, make_grid, parse_layers,
+                            save_image)
 
     import math
 
@@ -192,7 +223,13 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if bad:
         raise ValueError(f"--strength must be finite numbers, got {', '.join(str(b) for b in bad)}")
     direction_path = find_direction(args.direction, args.model)
-    name, tag = args.image.stem, direction_path.stem
+    from_codes = is_codes_file(args.image)  # a codes file of 'invert': rendered, not inverted again
+    if from_codes and args.align:
+        raise ValueError(f"{args.image}: --align needs a photo, not a codes file")
+    if from_codes and args.refine:
+        raise ValueError(f"{args.image}: --refine tunes an inversion of an image; this is a codes file (refine it "
+                         f"with 'invert --refine N')")
+    name, tag = input_stem(args.image), direction_path.stem
     plan = OutputPlan(inputs=[args.image, direction_path], overwrite=args.overwrite)
     for strength in args.strength:
         plan.add(args.output / f"{name}_{tag}_{strength:+g}.png", f"--strength {strength:g}")
@@ -203,8 +240,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
         plan.add_folder_files(args.output, [f"{name}_aligned.png", f"{name}_aligned.json"])
     plan.check()
     check_writable(args.output)
-    device = _device(args.device)
-    model = _load_model(args.model, device)
+    device = choose_device(args.device)
+    model = load_model(args.model, device)
     direction = load_direction_file(direction_path, model.generator.w_dim, model.num_ws)
     layers = parse_layers(args.layers) or direction.layers  # the direction's own rows unless --layers says
     face = None
@@ -212,10 +249,14 @@ def cmd_edit(args: argparse.Namespace) -> int:
         from .faces.cli import align_one, save_pasted
 
         face, photo, crop = align_one(args.image, args.output, model.resolution, args.landmarks)
-    x, notes = load_single(crop if face is not None else args.image, model.resolution)
+    result, x, notes = load_inversion(crop if face is not None else args.image, model, device)
     _print_notes({args.image: notes})
-    result = model.invert(x.to(device))
-    _domain_warnings(args.model, [args.image.name], phase1_psnr(x.to(device), result.image_w).tolist(), args.align)
+    if x is not None:
+        _domain_warnings(args.model, [args.image.name], phase1_psnr(x, result.image_w).tolist(), args.align)
+    if args.refine:  # w stays: the edits below move it and keep the tuned weights
+        from .tuning import refine
+
+        result = refine(model, x, result, steps=args.refine)
     edits = []
     vector = direction.vector.to(device)
     for strength in args.strength:  # in units of the direction's default step (editing.STRENGTH_HELP)
@@ -225,17 +266,21 @@ def cmd_edit(args: argparse.Namespace) -> int:
         print(f"wrote {out}")
         if face is not None:
             print(f"wrote {save_pasted(face, photo, edited.image, args.output / f'{name}_{tag}_{strength:+g}_photo')}")
-    strip = torch.cat([x.to(device), result.image_w, result.image, *edits]).cpu()
+    strip = torch.cat(([] if from_codes else [x]) + [result.image_w, result.image, *edits]).cpu()
     out = save_image(make_grid(strip, columns=strip.shape[0]), args.output / f"{name}_{tag}_strip.png")
-    print(f"wrote {out} (input | phase I | HyperInverter | edits at strengths {args.strength})")
+    label = f"HyperInverter + refine {args.refine}" if args.refine else "HyperInverter"
+    print(f"wrote {out} ({'' if from_codes else 'input | '}phase I | {label} | edits at strengths "
+          f"{args.strength})")
     return 0
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
+    from .workflows import load_model
+    from .devices import choose_device
     import torch
 
     from .utils.outputs import OutputPlan, check_writable
-    from .workflows import load_single, make_grid, save_image, write_gif, write_video
+    from .workflows import is_codes_file, load_inversion, load_single, make_grid, save_image, write_gif, write_video
 
     if isinstance(args.steps, bool) or args.steps < 2:
         raise ValueError(f"--steps must be at least 2, got {args.steps}")
@@ -244,13 +289,17 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
                           ["strip.png", "interpolation.gif"] + (["interpolation.mp4"] if args.mp4 else []))
     plan.check()
     check_writable(args.output)
-    device = _device(args.device)
-    model = _load_model(args.model, device)
-    xa, notes_a = load_single(args.image_a, model.resolution)
-    xb, notes_b = load_single(args.image_b, model.resolution)
+    device = choose_device(args.device)
+    model = load_model(args.model, device)
+    if is_codes_file(args.image_a) or is_codes_file(args.image_b):  # codes of 'invert': loaded, not inverted
+        (a, _, notes_a), (b, _, notes_b) = (load_inversion(p, model, device) for p in (args.image_a, args.image_b))
+    else:  # two images: inverted in one batch
+        xa, notes_a = load_single(args.image_a, model.resolution)
+        xb, notes_b = load_single(args.image_b, model.resolution)
+        both = model.invert(torch.cat([xa, xb]).to(device))
+        a, b = both[0], both[1]
     _print_notes({args.image_a: notes_a, args.image_b: notes_b})
-    both = model.invert(torch.cat([xa, xb]).to(device))
-    frames = model.interpolate(both[0], both[1], steps=args.steps).image.cpu()
+    frames = model.interpolate(a, b, steps=args.steps).image.cpu()
     args.output.mkdir(parents=True, exist_ok=True)
     for i, frame in enumerate(frames):
         save_image(make_grid(frame[None], padding=0), args.output / f"frame_{i:03d}.png")
@@ -265,7 +314,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 def cmd_convert_official(args: argparse.Namespace) -> int:
     import torch
 
-    from .checkpoints.official import load_official
+    from .convert.official import load_official
 
     _plan_pretrained_folder(args.output, [args.hyperinverter, args.w_encoder, args.generator], args.overwrite,
                             ("discriminator",) if args.with_discriminator else ())
@@ -374,6 +423,7 @@ def cmd_directions(args: argparse.Namespace) -> int:
 
 
 def _fit_portrait_directions(args: argparse.Namespace) -> int:
+    from .devices import choose_device
     from tqdm import tqdm
 
     from .demo.directions import DEMO_ATTRIBUTES, encode_portraits, fit_portrait_directions
@@ -382,7 +432,7 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
     from .pretrained import resolve
 
     model_dir = resolve(args.model)
-    model = HyperInverter.from_pretrained(model_dir, device=_device(args.device))
+    model = HyperInverter.from_pretrained(model_dir, device=choose_device(args.device))
     attributes = args.attributes or list(DEMO_ATTRIBUTES)
     from .utils.outputs import OutputPlan
 
@@ -425,13 +475,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .stylegan2.formats import load_discriminator, load_generator
 
     from .checkpoints import CONFIG_NAME
+    from .checkpoints.pretrained import read_json_file
     from .domain import load_domain
     from .inverter import HyperInverter
     from .pretrained import resolve
 
     source = Path(args.source) if Path(args.source).exists() else resolve(args.source)  # a file, folder or name
     config_file = source / CONFIG_NAME
-    if config_file.is_file() and json.loads(config_file.read_text()).get("class") == "HyperInverter":
+    meta = read_json_file(config_file) if config_file.is_file() else None  # size-capped, one line on errors
+    if isinstance(meta, dict) and meta.get("class") == "HyperInverter":
         if args.network == "discriminator":
             raise ValueError(f"{args.source}: a HyperInverter model holds no discriminator (its folder may have a "
                              "discriminator/ sub-folder from convert-official --with-discriminator)")
@@ -458,7 +510,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .editing.directions import STRENGTH_HELP
+    from .editing.strength import STRENGTH_HELP
 
     parser = argparse.ArgumentParser(prog="hyperinverter", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hyperinverter {__version__}")
@@ -496,6 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace the files of an existing output folder")
     p.set_defaults(func=cmd_convert_official)
 
+    def refine_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--refine", type=_steps_arg, default=0, metavar="N",
+                       help="after the encoder pass, N steps of per-image generator tuning (PTI's recipe from "
+                            "HyperInverter's w and weights; w stays, so edits still work; default 0 = none)")
+
     def model_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", "-m", default="portraits64",
                        help="folder written by save_pretrained/convert, or a shipped model name (default portraits64)")
@@ -510,10 +567,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--align", action="store_true", help="FFHQ-align the face of each photo first (dlib)")
     p.add_argument("--landmarks", type=Path, default=None, help="dlib 68-landmark model file for --align")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep existing outputs and write only the missing ones (after an interruption)")
+    p.add_argument("--codes", choices=["compact", "half", "full"], default=None,
+                   help="codes file format: compact = per-layer codes, a few KB (read back with the same model; "
+                        "the default), half / full = dense residuals in float16 / float32 (self-contained, MB; "
+                        "half is the default with --refine)")
+    refine_arg(p)
     p.set_defaults(func=cmd_invert)
 
     p = sub.add_parser("edit", help="invert an image and move its w along a direction (residuals kept)")
-    p.add_argument("image", type=Path)
+    p.add_argument("image", type=Path, help="an image, or a <name>.codes.safetensors written by 'invert' (any "
+                                            "--codes format; the same --model)")
     model_args(p)
     p.add_argument("--direction", required=True, help="direction file (.npy/.pt/.safetensors) or a name from the "
                                                       "model's directions/ folder")
@@ -526,11 +591,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "each edit pasted back into the photo (<name>_..._photo)")
     p.add_argument("--landmarks", type=Path, default=None, help="dlib 68-landmark model file for --align")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    refine_arg(p)
     p.set_defaults(func=cmd_edit)
 
     p = sub.add_parser("interpolate", help="interpolate between two images (w and residuals): frames + GIF")
-    p.add_argument("image_a", type=Path)
-    p.add_argument("image_b", type=Path)
+    p.add_argument("image_a", type=Path, help="an image, or a <name>.codes.safetensors written by 'invert'")
+    p.add_argument("image_b", type=Path, help="an image, or a <name>.codes.safetensors written by 'invert'")
     model_args(p)
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--frame-ms", type=int, default=80, help="GIF frame duration")
@@ -608,14 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--network", choices=["generator", "discriminator"], default="generator")
     p.set_defaults(func=cmd_info)
 
-    # Commands defined in their own modules: each module has `add_commands(sub)` (one line each).
-    # --- command modules (start) ---
-    from .demo.cli import add_commands as _demo; _demo(sub)  # noqa: E702
-    from .faces.cli import add_commands as _faces; _faces(sub)  # noqa: E702
-    from .evaluation.cli import add_commands as _evaluation; _evaluation(sub)  # noqa: E702
-    from .serve.cli import add_commands as _serve; _serve(sub)  # noqa: E702
-    from .convert.cli import add_commands as _convert; _convert(sub)  # noqa: E702
-    # --- command modules (end) ---
+    # Commands defined in their own modules: each has `add_commands(sub)` and imports torch only when run.
+    for module in COMMAND_MODULES:
+        importlib.import_module(module, __package__).add_commands(sub)
     from .runtime import add_runtime_args
 
     add_runtime_args(parser)  # --threads on every command; --precision, --compile, ... on the inference ones

@@ -11,3 +11,8 @@ class CheckpointError(HyperInverterError, ValueError):
 
 class UnsafePickleError(CheckpointError):
     """A pickle asked for a global outside the allow-list; nothing from it was executed."""
+
+
+class DeclaredSizeError(CheckpointError):
+    """A file declares sizes beyond the documented limits (``hyperinverter.utils.limits``) or beyond the bytes
+    it holds; it was refused before anything was allocated for them."""

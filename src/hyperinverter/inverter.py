@@ -9,10 +9,11 @@ Module names follow the official checkpoint (``w_encoder``, ``w_bar_encoder``, `
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence, Union
+from typing import Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,10 @@ def _check_batch_size(batch_size) -> None:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}"[:200])
 
 Deltas = Mapping[str, torch.Tensor]  # a dict of dense tensors, or Residuals (factored entries, dense on access)
+
+#: Ways to store an inversion's codes (:meth:`InversionResult.codes`): ``full`` = dense Δθ in float32,
+#: ``half`` = dense Δθ in float16, ``compact`` = the hypernetwork's per-layer codes (expanded on load).
+CODES_FORMATS = ("full", "half", "compact")
 LayerRange = Union[None, slice, range, Sequence[int], tuple]
 
 
@@ -79,6 +84,10 @@ def _as(cls, value):
     return value if isinstance(value, cls) else cls(**value)
 
 
+def _shape(t) -> str:
+    return str(list(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
+
+
 @dataclass
 class InversionResult:
     """Codes and images of a batch of inversions (images in about [-1, 1])."""
@@ -88,6 +97,9 @@ class InversionResult:
     deltas: Deltas  # {synthesis parameter name: [B, *shape]} (Residuals: factored, dense when read).
     image: Optional[torch.Tensor] = None  # [B, C, R, R] phase II (θ + Δθ).
     image_w: Optional[torch.Tensor] = None  # [B, C, R, R] phase I (θ).
+    #: {target parameter name: [B, hidden_dim]}: the hypernetwork's per-layer codes that Δθ is expanded from
+    #: (:meth:`HyperInverter.expand_layer_codes`); set by inference, None for training passes and dense Δθ.
+    layer_codes: Optional[dict[str, torch.Tensor]] = None
 
     def __len__(self) -> int:
         return self.ws.shape[0]
@@ -96,28 +108,126 @@ class InversionResult:
         """The sub-batch ``index`` (an int keeps a batch dimension of 1)."""
         idx = slice(index, index + 1) if isinstance(index, int) else index
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
+        codes = None if self.layer_codes is None else {k: v[idx] for k, v in self.layer_codes.items()}
         return InversionResult(self.w[idx], self.ws[idx], Residuals(raw_items(self.deltas)).select(idx),
-                               pick(self.image), pick(self.image_w))
+                               pick(self.image), pick(self.image_w), codes)
 
     def detach(self) -> "InversionResult":
         f = lambda t: None if t is None else t.detach()  # noqa: E731
+        codes = None if self.layer_codes is None else {k: v.detach() for k, v in self.layer_codes.items()}
         return InversionResult(self.w.detach(), self.ws.detach(), Residuals(raw_items(self.deltas)).detach(),
-                               f(self.image), f(self.image_w))
+                               f(self.image), f(self.image_w), codes)
 
-    def codes(self) -> dict[str, torch.Tensor]:
-        """Flat tensor dict for a safetensors file: ``w``, ``ws`` and ``delta.<name>``."""
+    @classmethod
+    def cat(cls, parts: Sequence["InversionResult"]) -> "InversionResult":
+        """Concatenate results along the batch (factored Δθ stays factored; images and per-layer codes are
+        kept only when every part has them)."""
+        if not parts:
+            raise ValueError("InversionResult.cat needs at least one result")
+        if len(parts) == 1:
+            return parts[0]
+        both = lambda get: None if any(get(p) is None for p in parts) else torch.cat([get(p) for p in parts])  # noqa
+        codes = None
+        if all(p.layer_codes is not None and set(p.layer_codes) == set(parts[0].layer_codes) for p in parts):
+            codes = {k: torch.cat([p.layer_codes[k] for p in parts]) for k in parts[0].layer_codes}
+        return cls(w=torch.cat([p.w for p in parts]), ws=torch.cat([p.ws for p in parts]),
+                   deltas=cat_residuals([p.deltas for p in parts]), image=both(lambda p: p.image),
+                   image_w=both(lambda p: p.image_w), layer_codes=codes)
+
+    def codes(self, format: str = "full") -> dict[str, torch.Tensor]:
+        """Flat tensor dict for a safetensors file (CPU, contiguous, no shared memory).
+
+        Args:
+            format: one of :data:`CODES_FORMATS`:
+
+                * ``"full"``: ``w``, ``ws`` and the dense Δθ ``delta.<name>`` in float32 (self-contained);
+                * ``"half"``: the same with Δθ in float16 (half the size, self-contained; Δθ rounded to about
+                  3 significant digits);
+                * ``"compact"``: ``w``, ``ws`` and the per-layer codes ``code.<name>`` ``[B, hidden_dim]``
+                  (a few KB per image); Δθ is rebuilt by the model that made them
+                  (:meth:`HyperInverter.expand_layer_codes`, :func:`hyperinverter.workflows.load_codes`).
+
+        Raises:
+            ValueError: an unknown format; ``compact`` for a result without per-layer codes (dense Δθ, a
+                training pass); ``half`` where a Δθ value exceeds the float16 range.
+        """
+        if format not in CODES_FORMATS:
+            raise ValueError(f"codes format must be one of {', '.join(CODES_FORMATS)}, got {format!r}")
         out = {"w": self.w, "ws": self.ws}
-        out.update({f"delta.{k}": v for k, v in self.deltas.items()})
+        if format == "compact":
+            if self.layer_codes is None:
+                raise ValueError("this result has no per-layer codes (dense residuals, or a training pass); save it "
+                                 "with format='full' or 'half'")
+            out.update({f"code.{k}": v.float() for k, v in self.layer_codes.items()})
+        else:
+            for k in self.deltas:
+                v = self.deltas[k]  # dense, one layer at a time
+                if format == "half":
+                    v = v.detach().to(torch.float16)
+                    if not torch.isfinite(v).all():
+                        raise ValueError(f"the residual of {k} exceeds the float16 range; save with format='full'")
+                out[f"delta.{k}"] = v
         # clone: an edit's w is a view of its ws, and safetensors refuses tensors that share memory
         return {k: v.detach().cpu().clone().contiguous() for k, v in out.items()}
 
     @classmethod
-    def from_codes(cls, codes: Mapping[str, torch.Tensor]) -> "InversionResult":
+    def from_codes(cls, codes: Mapping[str, torch.Tensor], model: Optional["HyperInverter"] = None
+                   ) -> "InversionResult":
+        """The result stored by :meth:`codes` (any format; float16 Δθ comes back as float32).
+
+        Args:
+            codes: the tensor dict (``w``, ``ws`` and ``delta.<name>`` or ``code.<name>`` entries).
+            model: needed for per-layer codes (``compact``), which it expands into Δθ; when given, the shapes
+                are also checked against it.
+
+        Raises:
+            ValueError: missing, unexpected, mis-shaped or non-finite entries, or per-layer codes without a model.
+        """
         missing = [k for k in ("w", "ws") if k not in codes]
         if missing:
-            raise ValueError(f"codes are missing {missing} (expected 'w', 'ws' and 'delta.<name>' entries)")
+            raise ValueError(f"codes are missing {missing} (expected 'w', 'ws' and 'delta.<name>' or 'code.<name>' "
+                             "entries)")
+        other = [k for k in codes if k not in ("w", "ws") and not k.startswith(("delta.", "code."))]
+        if other:
+            raise ValueError(f"unexpected entries {sorted(other)[:5]} (expected 'w', 'ws' and 'delta.<name>' or "
+                             "'code.<name>')")
+        w, ws = codes["w"], codes["ws"]
+        if not (isinstance(w, torch.Tensor) and isinstance(ws, torch.Tensor) and w.ndim == 2 and ws.ndim == 3
+                and w.shape[0] == ws.shape[0] >= 1 and w.shape[1] == ws.shape[2]):
+            raise ValueError(f"'w' must be [B, w_dim] and 'ws' [B, num_ws, w_dim], got {_shape(w)} and {_shape(ws)}")
+        if model is not None and (ws.shape[1], ws.shape[2]) != (model.num_ws, model.generator.w_dim):
+            raise ValueError(f"'ws' is {_shape(ws)}; this model takes [B, {model.num_ws}, {model.generator.w_dim}]")
+        if not (w.is_floating_point() and ws.is_floating_point()) or not (torch.isfinite(w).all()
+                                                                           and torch.isfinite(ws).all()):
+            raise ValueError("'w' and 'ws' must hold finite floating-point values")
+        batch = w.shape[0]
         deltas = {k[len("delta."):]: v for k, v in codes.items() if k.startswith("delta.")}
-        return cls(codes["w"], codes["ws"], deltas)
+        layer = {k[len("code."):]: v for k, v in codes.items() if k.startswith("code.")}
+        if deltas and layer:
+            raise ValueError("codes hold both 'delta.<name>' and 'code.<name>' entries; expected one kind")
+        params = dict(model.generator.synthesis.named_parameters()) if model is not None else {}
+        for name, v in deltas.items():
+            shown = name[:60]  # for messages (the names come from a file)
+            if not v.is_floating_point() or v.ndim < 2 or v.shape[0] != batch:
+                raise ValueError(f"'delta.{shown}' must be a float tensor [{batch}, ...], got {_shape(v)} {v.dtype}")
+            if model is not None and (name not in params or tuple(v.shape[1:]) != tuple(params[name].shape)):
+                want = list(params[name].shape) if name in params else "no such synthesis parameter"
+                raise ValueError(f"'delta.{shown}' is {_shape(v)}; this model: {want}")
+            if not torch.isfinite(v).all():
+                raise ValueError(f"'delta.{shown}' holds NaN or infinite values")
+        deltas = {k: (v.float() if v.dtype in (torch.float16, torch.bfloat16) else v) for k, v in deltas.items()}
+        if layer:
+            if model is None:
+                raise ValueError("these are per-layer codes (the compact format): they expand into residuals only "
+                                 "with the model that made them (pass model=...)")
+            model_device = model.generator.w_avg.device
+            w, ws = w.to(model_device), ws.to(model_device)
+            return cls(w, ws, model.expand_layer_codes(layer),
+                       layer_codes={k: v.to(model_device).float() for k, v in layer.items()})
+        if model is not None:
+            model_device = model.generator.w_avg.device
+            w, ws, deltas = w.to(model_device), ws.to(model_device), {k: v.to(model_device) for k, v in deltas.items()}
+        return cls(w, ws, deltas)
 
 
 class HyperInverter(PretrainedMixin, nn.Module):
@@ -280,6 +390,65 @@ class HyperInverter(PretrainedMixin, nn.Module):
             chunks.append(synth(ws[part], {k: (v if v.shape[0] == 1 else v[part]) for k, v in raw.items()}))
         return torch.cat(chunks)
 
+    def expand_layer_codes(self, layer_codes: Mapping[str, torch.Tensor]) -> Residuals:
+        """Δθ (factored, as :meth:`invert` returns it) from per-layer codes ``{target name: [B, hidden_dim]}``
+        (``InversionResult.layer_codes``, or the ``code.<name>`` entries of a compact codes file).
+
+        Raises:
+            ValueError: names that are not exactly this model's targets, or codes of the wrong shape or non-finite.
+        """
+        names = [t.name for t in self.targets]
+        missing, extra = [n for n in names if n not in layer_codes], [n for n in layer_codes if n not in names]
+        if missing or extra:
+            raise ValueError(f"per-layer codes for other layers than this model's targets (missing "
+                             f"{[n[:60] for n in missing[:3]]}, unknown {[n[:60] for n in extra[:3]]}); they were "
+                             "made by another model")
+        d = self.config.hidden_dim
+        batch = None
+        out = {}
+        for t in self.targets:
+            code = layer_codes[t.name]
+            if not isinstance(code, torch.Tensor) or code.ndim != 2 or code.shape[1] != d or \
+                    (batch is not None and code.shape[0] != batch) or not code.is_floating_point():
+                raise ValueError(f"the code of {t.name} must be a float tensor [B, {d}] (B equal for all layers), got "
+                                 f"{_shape(code)}")
+            if not torch.isfinite(code).all():
+                raise ValueError(f"the code of {t.name} holds NaN or infinite values")
+            batch = code.shape[0]
+            reg = self.hypernet.weight_regressors[t.key]
+            with torch.no_grad():
+                f = reg.factored(code.to(device=reg.w1.device, dtype=reg.w1.dtype))
+            out[t.name] = f.with_h(f.h.float()).detach()
+        return Residuals(out)
+
+    def codes_probe(self, count: int = 32) -> list[float]:
+        """``count`` weights of the regressors' ``w1`` and ``w2`` (evenly spaced over all of them, 4
+        significant digits): what turns per-layer codes into Δθ. Compact codes files record it, and loading
+        them with another model is refused (:meth:`codes_probe_matches`); a float16 or bfloat16 copy of the
+        same weights matches."""
+        tensors = [self.hypernet.weight_regressors[t.key].w1 for t in self.targets]
+        tensors += [self.hypernet.weight_regressors[t.key].w2 for t in self.targets]
+        starts = [0]
+        for t in tensors:
+            starts.append(starts[-1] + t.numel())
+        values = []
+        with torch.no_grad():
+            for i in range(count):
+                pos = (2 * i + 1) * starts[-1] // (2 * count)
+                k = bisect.bisect_right(starts, pos) - 1
+                values.append(float(f"{float(tensors[k].reshape(-1)[pos - starts[k]]):.4g}"))
+        return values
+
+    def codes_probe_matches(self, probe) -> bool:
+        """Whether ``probe`` (from a compact codes file) is this model's :meth:`codes_probe`, to 2 %
+        (reduced-precision copies of the weights differ by less than 0.4 %)."""
+        if not isinstance(probe, list) or not 1 <= len(probe) <= 1024 or \
+                not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in probe):
+            return False
+        mine = self.codes_probe(len(probe))
+        scale = max((abs(v) for v in mine), default=0.0)
+        return all(math.isfinite(a) and abs(a - b) <= 2e-2 * abs(b) + 1e-3 * scale for a, b in zip(probe, mine))
+
     def predict_deltas(self, x: torch.Tensor, image_w: torch.Tensor) -> Deltas:
         """Δθ from the input and the phase-I image (both resized to the encoder input size)."""
         self.check_images(x)
@@ -287,17 +456,29 @@ class HyperInverter(PretrainedMixin, nn.Module):
         return self._predict_deltas(self._encoder_input(x), self._encoder_input(image_w), precision)
 
     def _predict_deltas(self, x: torch.Tensor, image_w: torch.Tensor, precision: str = "fp32") -> Residuals:
+        return self._predict_deltas_and_codes(x, image_w, precision)[0]
+
+    def _predict_deltas_and_codes(self, x: torch.Tensor, image_w: torch.Tensor, precision: str = "fp32"
+                                  ) -> tuple[Residuals, Optional[dict[str, torch.Tensor]]]:
+        """Factored Δθ and, in eval mode, the per-layer codes they are expanded from (None in training)."""
         size = self.config.encoder_input_size
         if image_w.shape[-2:] != (size, size):
             image_w = F.interpolate(image_w, size=(size, size), mode="bilinear", align_corners=False)
+        layer_codes = None
         with self._autocast(precision):
             if self.w_bar_encoder.training:  # BatchNorm batch statistics: one pass per image set, as officially
                 input_codes, image_codes = self.w_bar_encoder(x), self.w_bar_encoder(image_w)
             else:  # running statistics: one pass over both sets is the same and faster
                 input_codes, image_codes = self.w_bar_encoder(torch.cat([x, image_w])).chunk(2)
-            factored = self.hypernet(image_codes, input_codes, factored=True)
+            if self.hypernet.training:
+                factored = self.hypernet(image_codes, input_codes, factored=True)
+            else:  # what Hypernetwork.forward does in eval mode, keeping the codes [B, heads, D]
+                codes = self.hypernet.codes(image_codes, input_codes)
+                factored = {t.name: self.hypernet.weight_regressors[t.key].factored(codes[:, i])
+                            for i, t in enumerate(self.hypernet.targets)}
+                layer_codes = {t.name: codes[:, i].float() for i, t in enumerate(self.hypernet.targets)}
         # Factors in float32 (the weights' own tensors when they are float32): the generator mixes them.
-        return Residuals({k: v.with_h(v.h.float()) for k, v in factored.items()})
+        return Residuals({k: v.with_h(v.h.float()) for k, v in factored.items()}), layer_codes
 
     def forward(self, x: torch.Tensor) -> InversionResult:
         """Invert ``x`` ``[B, 3, H, W]`` in [-1, 1] (any square size; resized for the encoders).
@@ -311,26 +492,58 @@ class HyperInverter(PretrainedMixin, nn.Module):
         ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)  # [B, num_ws, w_dim]: one code in W
         with torch.no_grad():
             image_w = self.render(ws, precision=precision)
-        deltas = self._predict_deltas(x, image_w, precision)
+        deltas, layer_codes = self._predict_deltas_and_codes(x, image_w, precision)
         image = self.render(ws, deltas, precision=precision)
-        return InversionResult(w=w, ws=ws, deltas=deltas, image=image, image_w=image_w)
+        return InversionResult(w=w, ws=ws, deltas=deltas, image=image, image_w=image_w, layer_codes=layer_codes)
 
-    @torch.inference_mode()
     def invert(self, x: torch.Tensor, batch_size: int = 8) -> InversionResult:
         """Inference in chunks of ``batch_size`` (no gradients; inputs checked once: see :meth:`check_images`;
-        float16/bfloat16/float64 inputs are read as float32)."""
+        float16/bfloat16/float64 inputs are read as float32), all results in one :class:`InversionResult`.
+
+        Everything is kept until the end (per image: Δθ factors, both images, codes); for many images use
+        :meth:`invert_iter`, which holds one chunk at a time."""
+        return InversionResult.cat(list(self.invert_iter(x, batch_size)))
+
+    def invert_iter(self, images: Union[torch.Tensor, Iterable[torch.Tensor]], batch_size: int = 8
+                    ) -> Iterator[InversionResult]:
+        """Stream inversions: one detached :class:`InversionResult` per chunk of at most ``batch_size`` images,
+        in input order, computed when the next one is asked for (inference mode, no gradients).
+
+        Memory stays that of one chunk however many images there are, as long as the caller does not keep
+        the results (write or reduce each, then drop it):
+
+        >>> for r in model.invert_iter(images, batch_size=16):
+        ...     save(r.codes("compact"), r.image)
+
+        Args:
+            images: a tensor ``[N, 3, H, W]`` in [-1, 1] (checked once, as :meth:`invert` does), or any iterable
+                of such batches (e.g. a generator that loads files as it goes), each checked when it arrives
+                and split into chunks of ``batch_size``; float16/bfloat16/float64 batches are read as float32.
+            batch_size: images per forward pass (a positive int).
+
+        Raises:
+            ValueError: a bad ``batch_size`` (at once), or a bad batch (when it is reached).
+        """
         _check_batch_size(batch_size)
-        self.check_images(x)
-        if x.dtype != torch.float32:
-            x = x.float()
+        if isinstance(images, torch.Tensor):
+            self.check_images(images)  # before the first chunk is asked for: errors surface at the call
+            return self._invert_chunks((images,), batch_size, checked=True)
+        if not isinstance(images, Iterable):
+            raise ValueError(f"images must be a tensor [N, 3, H, W] or an iterable of them, got a "
+                             f"{type(images).__name__}")
+        return self._invert_chunks(images, batch_size, checked=False)
+
+    def _invert_chunks(self, batches: Iterable[torch.Tensor], batch_size: int, checked: bool
+                       ) -> Iterator[InversionResult]:
         self._apply_process_options()
-        if x.shape[0] <= batch_size:
-            return self(x).detach()
-        parts = [self(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]
-        return InversionResult(
-            w=torch.cat([p.w for p in parts]), ws=torch.cat([p.ws for p in parts]),
-            deltas=cat_residuals([p.deltas for p in parts]),
-            image=torch.cat([p.image for p in parts]), image_w=torch.cat([p.image_w for p in parts]))
+        for batch in batches:
+            if not checked:
+                self.check_images(batch)
+            for start in range(0, batch.shape[0], batch_size):
+                chunk = batch[start:start + batch_size]
+                with torch.inference_mode():  # not around the yield: the caller's code runs outside it
+                    result = self(chunk if chunk.dtype == torch.float32 else chunk.float()).detach()
+                yield result
 
     # -------------------------------------------------------------------------------- edit, interpolate
     def _layer_index(self, layers: LayerRange) -> Union[slice, list[int]]:
@@ -378,7 +591,7 @@ class HyperInverter(PretrainedMixin, nn.Module):
             raise ValueError(f"the edit moves w by up to {step:.3g} (strength x direction), far outside the latent "
                              f"space (limit {EDIT_STEP_LIMIT:g}); check the direction's scale and the strength")
         image = self.render(ws, result.deltas, batch_size)
-        return InversionResult(w=ws[:, 0], ws=ws, deltas=result.deltas, image=image)
+        return InversionResult(w=ws[:, 0], ws=ws, deltas=result.deltas, image=image, layer_codes=result.layer_codes)
 
     @torch.inference_mode()
     def interpolate(self, a: InversionResult, b: InversionResult, steps: int = 8,
@@ -394,19 +607,11 @@ class HyperInverter(PretrainedMixin, nn.Module):
         lerp = lambda x, y: x + (y - x) * t.view(-1, *([1] * (x.ndim - 1)))  # noqa: E731  [steps, ...]
         ws = lerp(a.ws, b.ws)
         deltas = lerp_residuals(a.deltas, b.deltas, t)  # factored residuals stay factored
+        codes = None  # Δθ is affine in the per-layer code, so lerping the codes gives the lerped Δθ
+        if a.layer_codes is not None and b.layer_codes is not None and set(a.layer_codes) == set(b.layer_codes):
+            codes = {k: lerp(a.layer_codes[k], b.layer_codes[k]) for k in a.layer_codes}
         image = self.render(ws, deltas, batch_size)
-        return InversionResult(w=lerp(a.w, b.w), ws=ws, deltas=deltas, image=image)
-
-    @classmethod
-    def from_official(cls, hyperinverter_ckpt, w_encoder_ckpt, generator, device="cpu") -> "HyperInverter":
-        """Load an official model-zoo checkpoint (+ its W-encoder file and StyleGAN2 generator).
-
-        See :func:`hyperinverter.checkpoints.official.load_official`, which also returns the stored
-        discriminator and the training options.
-        """
-        from .checkpoints.official import load_official
-
-        return load_official(hyperinverter_ckpt, w_encoder_ckpt, generator, device).model
+        return InversionResult(w=lerp(a.w, b.w), ws=ws, deltas=deltas, image=image, layer_codes=codes)
 
     def parameter_counts(self) -> dict[str, int]:
         """Elements per part (parameters and buffers), as the official manifests count them."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 #: Commands that run a HyperInverter and take the speed options.
-INFERENCE_COMMANDS = ("invert", "edit", "interpolate", "evaluate", "serve")
+INFERENCE_COMMANDS = ("invert", "edit", "interpolate", "evaluate", "serve", "video")
 
 
 @dataclass

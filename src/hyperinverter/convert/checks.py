@@ -73,11 +73,12 @@ def _w_encoder(path: Path, remote: RemoteFile) -> None:
 
 def _generator(path: Path, remote: RemoteFile) -> None:
     from ..stylegan2.formats.safe_pickle import PersistentObject
+    from ..utils.limits import describe_all
 
     obj = _read(path, remote)
     net = obj.get("G_ema") if isinstance(obj, Mapping) else None
     if not isinstance(net, PersistentObject):
-        found = list(obj)[:6] if isinstance(obj, Mapping) else type(obj).__name__
+        found = describe_all(obj, 6) if isinstance(obj, Mapping) else type(obj).__name__
         raise CheckpointError(f"{remote.filename}: not an NVIDIA network pickle with G_ema (found {found})")
     check_against_manifest(net.state_dict(), load_manifest(remote.manifest), f"{remote.filename}[G_ema]",
                            exact=True, what=_label(remote))

@@ -2,7 +2,7 @@
 
 A file is fetched into ``files/<name>.part`` (resumable), checked (:mod:`.checks`), and only then renamed
 to ``files/<name>``. A model of the zoo is converted once from its three files with the official loader
-(:func:`hyperinverter.checkpoints.official.load_official`) into a temporary folder that is renamed to
+(:func:`hyperinverter.convert.official.load_official`) into a temporary folder that is renamed to
 ``models/<model name>`` when complete, with ``domain.json`` (what it was trained on and the paper's
 phase-I PSNR), ``directions/`` (the official face directions) and ``source.json`` (where it came from).
 ``HyperInverter.from_pretrained("<model name>")`` and ``--model <model name>`` then find it by name.
@@ -75,7 +75,7 @@ def convert_model(model: ZooModel, files: dict[str, Path], catalog: Catalog, fp1
     an earlier conversion only once the new one is complete). Returns the folder."""
     import torch
 
-    from ..checkpoints.official import load_official
+    from .official import load_official
 
     out = home.models_dir() / model.name
     tmp = out.with_name(f".{model.name}.converting-{os.getpid()}")

@@ -21,7 +21,8 @@ from ..errors import CheckpointError
 from ..stylegan2 import Discriminator, Generator
 from ..stylegan2.formats import load_generator, read_model_file
 from ..stylegan2.formats.infer import infer_discriminator_config
-from .pretrained import load_state_dict_checked
+from ..checkpoints.pretrained import MAX_UNSTORED_ELEMENTS, build_within_budget, load_state_dict_checked
+from ..utils.limits import allocation_budget, check_config_limits, describe, describe_all
 
 PathLike = Union[str, os.PathLike]
 
@@ -96,7 +97,7 @@ def _split(state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...], source:
 def _read_checkpoint(path: PathLike, what: str) -> dict:
     obj = read_model_file(path)
     if not isinstance(obj, Mapping) or not isinstance(obj.get("state_dict"), Mapping):
-        found = list(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
+        found = describe_all(obj) if isinstance(obj, Mapping) else type(obj).__name__
         raise CheckpointError(f"{path}: not an official {what} checkpoint (expected a dict with 'state_dict' "
                               f"and 'opts'; found {found})")
     opts = obj.get("opts")
@@ -129,14 +130,19 @@ def load_official(hyperinverter_ckpt: PathLike, w_encoder_ckpt: PathLike,
         raise CheckpointError(f"{source}: the checkpoint is for {output_size}px outputs but the generator is "
                               f"{G.img_resolution}px")
     target_name = opts.get("target_shape_name", "conv_without_bias")
-    if target_name not in OFFICIAL_TARGETS:
-        raise CheckpointError(f"{source}: unknown target_shape_name {target_name!r}")
+    if not isinstance(target_name, str) or target_name not in OFFICIAL_TARGETS:
+        raise CheckpointError(f"{source}: unknown target_shape_name {describe(target_name)}")
     first_w1 = next((v for k, v in parts["hypernet"].items() if k.endswith(".w1")), None)
     if first_w1 is None:
         raise CheckpointError(f"{source}: the hypernetwork has no weight regressors")
     hidden_dim = int(first_w1.shape[0])
-    if "hidden_dim" in opts and int(opts["hidden_dim"]) != hidden_dim:
-        raise CheckpointError(f"{source}: opts say hidden_dim={opts['hidden_dim']} but the tensors have "
+    declared = opts.get("hidden_dim", hidden_dim)
+    try:
+        declared = int(declared)  # argparse opts: an int (a str or float elsewhere)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    if declared != hidden_dim:
+        raise CheckpointError(f"{source}: opts say hidden_dim={describe(opts['hidden_dim'])} but the tensors have "
                               f"{hidden_dim}")
 
     # The regressors' stride-2 convs bring the E2 maps to 1x1: that fixes the map size, and so the input size
@@ -146,9 +152,11 @@ def load_official(hyperinverter_ckpt: PathLike, w_encoder_ckpt: PathLike,
                     and k.endswith(".weight")]) - 1
 
     e2_backbone = infer_backbone(parts["w_bar_encoder"], f"{source}[w_bar_encoder]")
-    expected_family = OFFICIAL_ENCODERS.get(opts.get("encoder_type", ""), _family(e2_backbone["kind"]))
+    encoder_type = opts.get("encoder_type", "")
+    expected_family = OFFICIAL_ENCODERS.get(encoder_type if isinstance(encoder_type, str) else "",
+                                            _family(e2_backbone["kind"]))
     if _family(e2_backbone["kind"]) != expected_family:
-        raise CheckpointError(f"{source}: opts.encoder_type={opts.get('encoder_type')!r} does not match the "
+        raise CheckpointError(f"{source}: opts.encoder_type={describe(opts.get('encoder_type'))} does not match the "
                               f"stored {e2_backbone['kind']} trunk")
     num_slots = len({int(m.group(1)) for k in parts["w_bar_encoder"]
                      for m in [re.match(r"styles\.(\d+)\.", k)] if m})
@@ -171,11 +179,21 @@ def load_official(hyperinverter_ckpt: PathLike, w_encoder_ckpt: PathLike,
     reduction = 2 * BackboneConfig(**e2_backbone).stage_reductions[-1]
     encoder_input_size = reduction * 2**num_down
 
+    # The architecture read off the tensors is held to the limits, and building it to the tensors both files
+    # hold (a lone [4096, 1] "w1" would otherwise make every regressor 4096 wide).
+    w_encoder = {"backbone": e1_backbone, "w_dim": w_dim}
+    layer_encoder = {"backbone": e2_backbone, "num_slots": num_slots}
+    check_config_limits(dict(w_encoder=w_encoder, layer_encoder=layer_encoder, hidden_dim=hidden_dim,
+                             encoder_input_size=encoder_input_size), source)
+    stored = sum(t.numel() for t in (*ckpt["state_dict"].values(), *e1_state.values(), *G.state_dict().values()))
     try:
-        model = HyperInverter.from_generator(
-            G, w_encoder={"backbone": e1_backbone, "w_dim": w_dim},
-            layer_encoder={"backbone": e2_backbone, "num_slots": num_slots},
-            hidden_dim=hidden_dim, targets=OFFICIAL_TARGETS[target_name], encoder_input_size=encoder_input_size)
+        with allocation_budget(2 * stored + MAX_UNSTORED_ELEMENTS,
+                               f"{source}: a HyperInverter of the shapes in this checkpoint"):
+            model = HyperInverter.from_generator(
+                G, w_encoder=w_encoder, layer_encoder=layer_encoder, hidden_dim=hidden_dim,
+                targets=OFFICIAL_TARGETS[target_name], encoder_input_size=encoder_input_size)
+    except CheckpointError:
+        raise
     except ValueError as e:
         raise CheckpointError(f"{source}: does not fit the generator: {e}") from None
     load_state_dict_checked(model.hypernet, parts["hypernet"], f"{source}[hypernet]")
@@ -185,7 +203,9 @@ def load_official(hyperinverter_ckpt: PathLike, w_encoder_ckpt: PathLike,
     discriminator = None
     if parts["discriminator"]:
         d_source = f"{source}[discriminator]"
-        discriminator = Discriminator(**infer_discriminator_config(parts["discriminator"], d_source))
+        stored = sum(t.numel() for t in parts["discriminator"].values())
+        discriminator = build_within_budget(Discriminator, infer_discriminator_config(parts["discriminator"], d_source),
+                                            stored, d_source)
         load_state_dict_checked(discriminator, parts["discriminator"], d_source)
         discriminator = discriminator.to(device).eval()
     return OfficialCheckpoint(model=model.to(device).eval(), discriminator=discriminator, opts=opts)

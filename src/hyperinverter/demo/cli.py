@@ -6,20 +6,18 @@ import argparse
 import shutil
 from pathlib import Path
 
-from ..domain import DOMAIN_FILE, save_domain
-
 DEFAULT_OUT = Path("out/demo")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import torch
 
-    from ..cli import _device
+    from ..devices import choose_device
     from ..inverter import HyperInverter
     from ..pretrained import resolve
     from .run import DemoOptions, run_demo
 
-    device = _device(args.device)
+    device = choose_device(args.device)
     model_dir = resolve(args.model)
     model = HyperInverter.from_pretrained(model_dir, device=device)
     print(f"model: {args.model} ({model.resolution}px), device {device}")
@@ -48,6 +46,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Re-save a HyperInverter folder (e.g. in float16 to halve it) with its directions and notes."""
     import torch
 
+    from ..domain import DOMAIN_FILE, save_domain
     from ..inverter import HyperInverter
     from ..pretrained import resolve
 
@@ -103,12 +102,13 @@ def _describe_record(record, path: Path) -> str:
 
 def cmd_domain_stats(args: argparse.Namespace) -> int:
     """Measure a model's phase-I PSNR on validation images and write ``domain.json`` into its folder."""
-    from ..cli import _device
+    from ..devices import choose_device
+    from ..domain import save_domain
     from ..inverter import HyperInverter
     from ..pretrained import resolve
 
     folder = resolve(args.model)
-    model = HyperInverter.from_pretrained(folder, device=_device(args.device))
+    model = HyperInverter.from_pretrained(folder, device=choose_device(args.device))
     aligned = True if args.aligned_faces else (False if args.not_aligned_faces else None)
     record = _domain_record(model, folder, args.images, args.kind, aligned, args.batch_size)
     out = save_domain(record, args.output or folder)
@@ -119,7 +119,7 @@ def cmd_domain_stats(args: argparse.Namespace) -> int:
 
 def add_commands(sub) -> None:
     """Register ``demo``, ``export`` and ``domain-stats`` on the top-level sub-parsers."""
-    from ..editing.directions import STRENGTH_HELP
+    from ..editing.strength import STRENGTH_HELP
     from ..pretrained import DEFAULT_MODEL
 
     p = sub.add_parser("demo", help="the main job: invert held-out portraits (or --images), edit, interpolate, "

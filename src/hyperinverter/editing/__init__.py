@@ -1,25 +1,21 @@
 """Latent edit directions: files (InterFaceGAN, GANSpace, our safetensors + JSON) and how to find them
-(InterFaceGAN boundaries, GANSpace PCA of W, SeFa closed-form factorisation)."""
+(InterFaceGAN boundaries, GANSpace PCA of W, SeFa closed-form factorisation).
 
-from .directions import (DIRECTION_FILE_SUFFIXES, KINDS, STRENGTH_HELP, Direction, DirectionError, GanSpacePCA,
-                         ganspace_edit, load_direction_file, load_ganspace, save_direction, save_ganspace)
-from .fit import SefaDirections, compute_ganspace, fit_interfacegan, sefa_directions, sefa_matrix
+Names are imported on first use (PEP 562): ``editing.strength`` (the command line's help text) stays
+torch-free."""
 
-__all__ = [
-    "DIRECTION_FILE_SUFFIXES",
-    "Direction",
-    "DirectionError",
-    "GanSpacePCA",
-    "KINDS",
-    "STRENGTH_HELP",
-    "SefaDirections",
-    "compute_ganspace",
-    "fit_interfacegan",
-    "ganspace_edit",
-    "load_direction_file",
-    "load_ganspace",
-    "save_direction",
-    "save_ganspace",
-    "sefa_directions",
-    "sefa_matrix",
-]
+from __future__ import annotations
+
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    **{name: ".directions" for name in (
+        "DIRECTION_FILE_SUFFIXES", "Direction", "DirectionError", "GanSpacePCA", "KINDS", "ganspace_edit",
+        "load_direction_file", "load_ganspace", "save_direction", "save_ganspace")},
+    **{name: ".fit" for name in (
+        "SefaDirections", "compute_ganspace", "fit_interfacegan", "sefa_directions", "sefa_matrix")},
+    "STRENGTH_HELP": ".strength",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -12,66 +12,34 @@ reconstruction metrics, editability on the portrait domain, runtime, and reports
 * The command line: ``hyperinverter evaluate`` and ``hyperinverter train-attributes`` (:mod:`.cli`).
 """
 
-from .attributes import (DEFAULT_ATTRIBUTES, KNOWN_ATTRIBUTES, AttributeRegressor, AttributeRegressorConfig,
-                         AttributeTrainConfig, LabelledPortraits, attribute_columns, evaluate_regressor,
-                         load_labelled_portraits, render_labelled_portraits, save_regressor, train_attribute_regressor)
-from .base import METHOD_KINDS, InversionMethod, MethodOutput, render_codes, synchronize
-from .editability import (EditabilityConfig, EditabilityMeter, detail_correlation, fit_attribute_directions,
-                          load_attribute_directions, save_attribute_directions)
-from .encoders import EncoderMethodConfig, HyperInverterMethod, WEncoderMethod
-from .optimization import LatentOptConfig, WOptimization, WPlusOptimization, optimize_latent, reconstruction_loss
-from .pti import PTIConfig, PTIMethod
-from .registry import METHOD_NAMES, METHODS, build_method, parse_method_names, parse_overrides
-from .report import markdown_table, write_grids, write_results
-from .runner import EditabilitySetup, MethodResult, evaluate_method, evaluate_methods
-from .runtime import RUNTIME_BATCH_SIZES, measure_runtime
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_ATTRIBUTES",
-    "KNOWN_ATTRIBUTES",
-    "METHODS",
-    "METHOD_KINDS",
-    "METHOD_NAMES",
-    "RUNTIME_BATCH_SIZES",
-    "AttributeRegressor",
-    "AttributeRegressorConfig",
-    "AttributeTrainConfig",
-    "EditabilityConfig",
-    "EditabilityMeter",
-    "EditabilitySetup",
-    "EncoderMethodConfig",
-    "HyperInverterMethod",
-    "InversionMethod",
-    "LabelledPortraits",
-    "LatentOptConfig",
-    "MethodOutput",
-    "MethodResult",
-    "PTIConfig",
-    "PTIMethod",
-    "WEncoderMethod",
-    "WOptimization",
-    "WPlusOptimization",
-    "attribute_columns",
-    "build_method",
-    "detail_correlation",
-    "evaluate_method",
-    "evaluate_methods",
-    "evaluate_regressor",
-    "fit_attribute_directions",
-    "load_attribute_directions",
-    "load_labelled_portraits",
-    "markdown_table",
-    "measure_runtime",
-    "optimize_latent",
-    "parse_method_names",
-    "parse_overrides",
-    "reconstruction_loss",
-    "render_codes",
-    "render_labelled_portraits",
-    "save_attribute_directions",
-    "save_regressor",
-    "synchronize",
-    "train_attribute_regressor",
-    "write_grids",
-    "write_results",
-]
+from ..lazy import lazy_exports
+
+#: public name -> module that defines it (imported on first use: see hyperinverter.lazy)
+_EXPORTS = {
+    **dict.fromkeys((
+        'DEFAULT_ATTRIBUTES', 'KNOWN_ATTRIBUTES', 'AttributeRegressor', 'AttributeRegressorConfig',
+        'AttributeTrainConfig', 'LabelledPortraits', 'attribute_columns', 'evaluate_regressor',
+        'load_labelled_portraits', 'render_labelled_portraits', 'save_regressor', 'train_attribute_regressor'
+    ), '.attributes'),
+    **dict.fromkeys(('METHOD_KINDS', 'InversionMethod', 'MethodOutput', 'render_codes', 'synchronize'), '.base'),
+    **dict.fromkeys((
+        'EditabilityConfig', 'EditabilityMeter', 'detail_correlation', 'fit_attribute_directions',
+        'load_attribute_directions', 'save_attribute_directions'
+    ), '.editability'),
+    **dict.fromkeys(('EncoderMethodConfig', 'HyperInverterMethod', 'WEncoderMethod'), '.encoders'),
+    **dict.fromkeys((
+        'LatentOptConfig', 'WOptimization', 'WPlusOptimization', 'optimize_latent', 'reconstruction_loss'
+    ), '.optimization'),
+    **dict.fromkeys(('PTIConfig', 'PTIMethod'), '.pti'),
+    **dict.fromkeys((
+        'METHOD_NAMES', 'METHODS', 'build_method', 'parse_method_names', 'parse_overrides'
+    ), '.registry'),
+    **dict.fromkeys(('markdown_table', 'write_grids', 'write_results'), '.report'),
+    **dict.fromkeys(('EditabilitySetup', 'MethodResult', 'evaluate_method', 'evaluate_methods'), '.runner'),
+    **dict.fromkeys(('RUNTIME_BATCH_SIZES', 'measure_runtime'), '.runtime'),
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -13,11 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-from .registry import METHOD_NAMES, STEP_KEYS
+from .names import METHOD_NAMES, STEP_KEYS
 
 EVALUATE_EPILOG = f"""\
 methods: {', '.join(METHOD_NAMES)} (w_encoder = phase I only; w_opt / wplus_opt = Adam on one code per image
-from w_avg; pti = W pivot + per-image generator tuning). Settings: --set METHOD.FIELD=VALUE, e.g.
+from w_avg; pti = W pivot + per-image generator tuning; hyperinverter+refine = HyperInverter, then a few steps of
+that tuning from its w and θ+Δθ). Settings: --set METHOD.FIELD=VALUE, e.g.
 --set pti.pivot=w_encoder --set w_opt.lr=0.05; step counts also with --steps w_opt=200,pti=100,pti.pivot=200.
 
 metrics: MSE, PSNR, SSIM always (MS-SSIM for images >= 161 px); LPIPS with --lpips-backbone and --lpips-head
@@ -37,9 +38,20 @@ exit status: 0 on success, 2 on bad input (no images in --data, unreadable model
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``evaluate``: one process, or every process of a ``torchrun`` job (batches shared; process 0 adds up
+    the numbers and writes every file)."""
+    from ..utils.distributed import inference_group
+
+    group = inference_group()
+    try:
+        return _evaluate(args, group)
+    finally:
+        group.close()
+
+
+def _evaluate(args: argparse.Namespace, group) -> int:
     import torch
 
-    from ..cli import _device
     from ..errors import CheckpointError, HyperInverterError
     from ..inverter import HyperInverter
     from ..metrics import ReconstructionMetrics, available_metrics
@@ -49,29 +61,38 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .report import markdown_table, write_grids, write_results
     from .runner import evaluate_methods
 
-    err = lambda text: print(text, file=sys.stderr)  # noqa: E731
-    names = parse_method_names(args.methods)
-    overrides = parse_overrides(args.set or [], args.steps or [])
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.count is not None and args.count < 1:
-        raise ValueError(f"--count must be >= 1, got {args.count}")
-    device = _device(args.device)
-    model_dir = resolve(args.model)
+    main = group.is_main  # process 0 prints and writes; under torchrun the others only compute
+    say = print if main else (lambda *a, **k: None)
+    err = lambda text: say(text, file=sys.stderr)  # noqa: E731
+    error = None
+    try:  # every process checks; one message (from process 0) when any of them fails
+        names = parse_method_names(args.methods)
+        overrides = parse_overrides(args.set or [], args.steps or [])
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        if args.count is not None and args.count < 1:
+            raise ValueError(f"--count must be >= 1, got {args.count}")
+        device = group.device(args.device)
+        model_dir = resolve(args.model)
+        data = Path(args.data)
+        if not data.exists():
+            raise HyperInverterError(f"{data}: no such folder or file (--data)")
+        paths = iter_image_paths([data])  # a folder without images raises ImageLoadError (exit 2)
+    except Exception as e:  # noqa: BLE001 - raised again by agree() (on process 0)
+        error = e
+    group.agree(error)
     model = HyperInverter.from_pretrained(model_dir, device=device)
     res = model.resolution
-    print(f"model: {args.model} ({res} px), device {device}")
-
-    data = Path(args.data)
-    if not data.exists():
-        raise HyperInverterError(f"{data}: no such folder or file (--data)")
-    paths = iter_image_paths([data])  # a folder without images raises ImageLoadError (exit 2)
+    say(f"model: {args.model} ({res} px), device {device}" + (f", {group.world_size} processes"
+                                                                if group.distributed else ""))
     if args.count is not None:
         paths = paths[:args.count]
     images, loaded, errors, load_notes = load_images(paths, res, on_error="skip")
     for _, message in errors:
         err(f"skipped: {message}")
-    if images is None:
+    if images is None:  # the same on every process: the message once, from process 0
+        if not main:
+            raise SystemExit(2)
         raise HyperInverterError(f"{data}: none of the {len(paths)} image files could be read")
     resized = [p.name for p in loaded if any(n.startswith("resized") for n in load_notes.get(p, []))]
     notes = [f"{len(loaded)} images evaluated" + (f", {len(errors)} unreadable files skipped" if errors else "")]
@@ -83,7 +104,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     # ------------------------------------------------------------------ metrics whose files may be missing
     def skip(metric: str, reason: str) -> None:
-        print(f"skipped {metric}: {reason}")
+        say(f"skipped {metric}: {reason}")
         notes.append(f"{metric} not computed: {reason}")
 
     status = available_metrics(args.inception, args.lpips_backbone, args.lpips_head, args.id, image_size=res)
@@ -127,22 +148,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     notes.append("optimisation losses: " + ("MSE + LPIPS" if lpips is not None else
                                            "MSE only (LPIPS weights not given)"))
 
-    editability = _editability_setup(args, model, model_dir, device, notes, skip)
+    editability = _editability_setup(args, model, model_dir, device, notes, skip, save=main, say=say)
 
     # ------------------------------------------------------------------ run
-    methods = [build_method(n, model, overrides.get(n), lpips=lpips, progress=not args.quiet) for n in names]
+    methods = [build_method(n, model, overrides.get(n), lpips=lpips, progress=main and not args.quiet) for n in names]
     for m in methods:
         notes.append(f"{m.name}: {dataclasses.asdict(m.config)}")
     torch.manual_seed(0)
     start = time.perf_counter()
     results = evaluate_methods(methods, images, batch_size=args.batch_size, metrics=ReconstructionMetrics(lpips,
                                identity), dlib=dlib, inception=inception, editability=editability,
-                               examples=args.examples, runtime=args.runtime, progress=not args.quiet, log=print)
+                               examples=args.examples, runtime=args.runtime, progress=not args.quiet, log=say,
+                               group=group)
     total = time.perf_counter() - start
+    if not main:
+        return 0
+    if group.distributed:
+        notes.append(f"{group.world_size} processes (torchrun) shared the batches; s/img is per process")
     out = Path(args.output)
     meta = {"model": str(args.model), "model_dir": str(model_dir), "data": str(data), "num_images": len(loaded),
             "files": [p.name for p in loaded], "resolution": res, "device": str(device),
-            "batch_size": args.batch_size, "methods": names, "seconds_total": total,
+            "batch_size": args.batch_size, "methods": names, "seconds_total": total, "processes": group.world_size,
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     paths = write_results(results, out, meta, notes)
     grids = write_grids(results, images, out)
@@ -153,8 +179,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _editability_setup(args, model, model_dir: Path, device, notes: list, skip):
-    """The regressor and directions for editability, or None (with a message) when they are not there."""
+def _editability_setup(args, model, model_dir: Path, device, notes: list, skip, save: bool = True, say=print):
+    """The regressor and directions for editability, or None (with a message) when they are not there.
+    ``save``: write fitted directions (process 0 only under torchrun); ``say``: print (a no-op elsewhere)."""
     if args.attributes is None:
         if args.directions is not None or args.fit_directions is not None:
             skip("editability", "directions given but no attribute regressor (--attributes)")
@@ -175,8 +202,9 @@ def _editability_setup(args, model, model_dir: Path, device, notes: list, skip):
                                                        wanted)
         for name, report in reports.items():
             if "skipped" in report:
-                print(f"no direction for {name}: {report['skipped']}")
-        save_attribute_directions(directions, Path(args.output) / "directions")
+                say(f"no direction for {name}: {report['skipped']}")
+        if save:
+            save_attribute_directions(directions, Path(args.output) / "directions")
         notes.append(f"directions fitted on phase-I codes of {len(data.files)} portraits of {args.fit_directions}; "
                      f"held-out accuracy " + ", ".join(f"{n} {r['holdout_accuracy']:.3f}" for n, r in reports.items()
                                                        if "skipped" not in r and r["holdout_accuracy"] is not None))
@@ -188,7 +216,7 @@ def _editability_setup(args, model, model_dir: Path, device, notes: list, skip):
             return None
         directions, missing = load_attribute_directions(folder, wanted, model.generator.w_dim, model.num_ws)
     if missing:
-        print(f"editability: no direction for {', '.join(missing)} (their edits are not measured)")
+        say(f"editability: no direction for {', '.join(missing)} (their edits are not measured)")
     if not directions:
         skip("editability", "no direction matches the regressor's attributes")
         return None
@@ -198,11 +226,11 @@ def _editability_setup(args, model, model_dir: Path, device, notes: list, skip):
 
 
 def cmd_train_attributes(args: argparse.Namespace) -> int:
-    from ..cli import _device
+    from ..devices import choose_device
     from .attributes import (AttributeRegressorConfig, AttributeTrainConfig, load_labelled_portraits,
                              render_labelled_portraits, save_regressor, train_attribute_regressor)
 
-    device = _device(args.device)
+    device = choose_device(args.device)
     if (args.data is None) == (args.render is None):
         raise ValueError("give either --data FOLDER (labelled portraits) or --render N (portraits made in memory)")
     if args.data is not None:

@@ -11,25 +11,14 @@ import torch
 from ..inverter import HyperInverter
 from .base import InversionMethod
 from .encoders import HyperInverterMethod, HyperInverterRefineMethod, WEncoderMethod
+from .names import METHOD_NAMES, STEP_KEYS
 from .optimization import WOptimization, WPlusOptimization
 from .pti import PTIMethod
 
-#: ``--methods`` names, in the report's row order.
+#: name -> class, in the report's row order (the names are :data:`.names.METHOD_NAMES`).
 METHODS: dict[str, type[InversionMethod]] = {
     cls.name: cls for cls in (WEncoderMethod, HyperInverterMethod, HyperInverterRefineMethod, WOptimization,
                               WPlusOptimization, PTIMethod)
-}
-METHOD_NAMES = tuple(METHODS)
-
-#: ``--steps NAME=N`` keys -> (method, config field).
-STEP_KEYS = {
-    "w_opt": ("w_opt", "steps"),
-    "wplus_opt": ("wplus_opt", "steps"),
-    "pti": ("pti", "steps"),
-    "hyperinverter+refine": ("hyperinverter+refine", "steps"),
-    "refine": ("hyperinverter+refine", "steps"),
-    "pti.pivot": ("pti", "pivot_steps"),
-    "pti_pivot": ("pti", "pivot_steps"),
 }
 
 

@@ -14,43 +14,24 @@ dlib and the landmark model come with ``pip install 'hyperinverter[faces]'`` (``
 The geometry (:mod:`.geometry`) and paste-back (:mod:`.paste`) work without dlib.
 """
 
-from .align import DEFAULT_OUTPUT_SIZE, AlignedFace, FaceAligner, warp_face
-from .errors import (
-    FaceDependencyError,
-    FaceError,
-    FaceTooSmallError,
-    LandmarksModelError,
-    MultipleFacesError,
-    NoFaceError,
-    PhotoTooLargeError,
-)
-from .geometry import crop_to_photo, ffhq_quad, photo_to_crop, quad_from_keypoints, quad_size
-from .landmarks import LANDMARKS_ENV, find_landmarks_model
-from .paste import DEFAULT_FEATHER, feather_mask, paste_back
-from .photo import MAX_PIXELS, open_photo
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_FEATHER",
-    "DEFAULT_OUTPUT_SIZE",
-    "LANDMARKS_ENV",
-    "MAX_PIXELS",
-    "AlignedFace",
-    "FaceAligner",
-    "FaceDependencyError",
-    "FaceError",
-    "FaceTooSmallError",
-    "LandmarksModelError",
-    "MultipleFacesError",
-    "NoFaceError",
-    "PhotoTooLargeError",
-    "crop_to_photo",
-    "feather_mask",
-    "ffhq_quad",
-    "find_landmarks_model",
-    "open_photo",
-    "paste_back",
-    "photo_to_crop",
-    "quad_from_keypoints",
-    "quad_size",
-    "warp_face",
-]
+from ..lazy import lazy_exports
+
+#: public name -> module that defines it (imported on first use: see hyperinverter.lazy)
+_EXPORTS = {
+    **dict.fromkeys(('DEFAULT_OUTPUT_SIZE', 'AlignedFace', 'FaceAligner', 'warp_face'), '.align'),
+    **dict.fromkeys((
+        'FaceDependencyError', 'FaceError', 'FaceTooSmallError', 'LandmarksModelError', 'MultipleFacesError',
+        'NoFaceError', 'PhotoTooLargeError'
+    ), '.errors'),
+    **dict.fromkeys((
+        'crop_to_photo', 'ffhq_quad', 'photo_to_crop', 'quad_from_keypoints', 'quad_size'
+    ), '.geometry'),
+    **dict.fromkeys(('LANDMARKS_ENV', 'find_landmarks_model'), '.landmarks'),
+    **dict.fromkeys(('DEFAULT_FEATHER', 'feather_mask', 'paste_back'), '.paste'),
+    **dict.fromkeys(('MAX_PIXELS', 'open_photo'), '.photo'),
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

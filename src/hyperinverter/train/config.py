@@ -30,6 +30,9 @@ class RunConfig:
     device: str = "auto"  # auto, cpu, cuda (under torchrun: cuda:<local rank>).
     amp: str = "none"  # Autocast on CUDA: none, bf16 or fp16 (ignored on CPU).
     workers: int = 2  # DataLoader worker processes per training process.
+    sync_batchnorm: bool = True  # Multi-GPU runs: E1/E2 BatchNorm statistics over the global batch (SyncBatchNorm);
+    #                              false = each GPU normalises over its own images. CPU (gloo) runs always do
+    #                              the latter: torch's SyncBatchNorm has no CPU kernel.
     log_every: int = 50  # Steps between scalar logs.
     image_every: int = 500  # Steps between image grids (0 = never).
     val_every: int = 1000  # Steps between validations (0 = never).

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, Optional, Union
 
 import torch
 import torch.distributed as dist
+
+from ..devices import choose_device
 
 
 @dataclass
@@ -17,6 +20,9 @@ class DistEnv:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    # The process group of host-side flags (stop requests): a gloo group beside NCCL, so that agreeing on a
+    # flag never waits for the GPU; None = the default group (already gloo in a CPU job).
+    cpu_group: Optional[Any] = None
 
     @property
     def is_main(self) -> bool:
@@ -32,18 +38,14 @@ def setup(device: str = "auto") -> DistEnv:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"run.device={device!r} but CUDA is not available on this machine")
-        dev = torch.device("cuda", local if world > 1 or device == "cuda" else torch.device(device).index or 0)
-        torch.cuda.set_device(dev)
-    else:
-        dev = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return DistEnv(rank=rank, world_size=world, local_rank=local, device=dev)
+    dev = choose_device(device, local if world > 1 else None)
+    cpu_group = None
+    if world > 1:
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        if dist.get_backend() != "gloo":  # every process creates it, in the same order
+            cpu_group = dist.new_group(backend="gloo")
+    return DistEnv(rank=rank, world_size=world, local_rank=local, device=dev, cpu_group=cpu_group)
 
 
 def teardown(env: DistEnv) -> None:
@@ -56,21 +58,30 @@ def barrier(env: DistEnv) -> None:
         dist.barrier()
 
 
-def mean_across(env: DistEnv, values: dict[str, float]) -> dict[str, float]:
-    """Average scalar logs over processes (for printing; gradients are synchronised by DDP)."""
-    if not env.distributed or not values:
-        return values
+def mean_across(env: DistEnv, values: dict[str, Union[float, torch.Tensor]]) -> dict[str, float]:
+    """Average scalar logs over processes -> python floats (gradients are synchronised by DDP, not here).
+
+    ``values`` may be python floats or 0-d tensors on the device (losses accumulated without host syncs):
+    they are stacked on the device, summed over processes in one ``all_reduce`` and pulled to the host
+    with one ``tolist()``, the only host sync of a log step. Every process must pass the same keys.
+    """
+    if not values:
+        return {}
     keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64,
-                     device=env.device if env.device.type == "cuda" else "cpu")
-    dist.all_reduce(t)
-    return {k: float(v) / env.world_size for k, v in zip(keys, t.tolist())}
+    device = env.device if env.device.type == "cuda" else torch.device("cpu")
+    t = torch.stack([torch.as_tensor(values[k], dtype=torch.float64, device=device).detach().reshape([])
+                     for k in keys])
+    if env.distributed:
+        dist.all_reduce(t)
+        t /= env.world_size
+    means = dict(zip(keys, t.tolist()))
+    return {k: means[k] for k in values}  # in the caller's order (log lines read as the trainer wrote them)
 
 
 def any_across(env: DistEnv, flag: bool) -> bool:
-    """True when ``flag`` is true on any process (stop requests, NaN detection)."""
+    """True when ``flag`` is true on any process (stop requests; NaN losses are caught by the log means)."""
     if not env.distributed:
         return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=env.device if env.device.type == "cuda" else "cpu")
-    dist.all_reduce(t)
+    t = torch.tensor([1.0 if flag else 0.0])  # on the host, over the gloo group: no wait for the GPU
+    dist.all_reduce(t, group=env.cpu_group)
     return bool(t.item() > 0)

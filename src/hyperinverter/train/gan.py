@@ -56,7 +56,7 @@ class GanTrainer(Trainer):
             ws = torch.cat([ws[:, :cutoff], self.G.mapping(z2, update_w_avg=False)[:, cutoff:]], dim=1)
         return ws
 
-    def train_step(self, real: torch.Tensor) -> dict[str, float]:
+    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.config
         step = self.step
         logs = {}
@@ -69,7 +69,7 @@ class GanTrainer(Trainer):
                 fake = self.G.synthesis(self._ws(part.shape[0]), noise_mode="random")
                 loss = F.softplus(-self.D(fake)).mean() / self.run_cfg.grad_accum
             self.backward(loss)
-            total += loss.item()
+            total = total + loss.detach()  # on the device: the loop pulls the logs every run.log_every steps
         logs["g_loss"] = total
         if cfg.pl_weight > 0 and step % cfg.pl_every == 0:
             n = max(1, real.shape[0] // 2)
@@ -77,7 +77,9 @@ class GanTrainer(Trainer):
             fake = self.G.synthesis(ws, noise_mode="random")
             penalty, self.pl_mean = path_length_penalty(fake, ws, self.pl_mean)
             self.backward(penalty * cfg.pl_weight * cfg.pl_every)
-            logs["pl"] = penalty.item()
+            logs["pl"] = penalty.detach()
+        # Gradients averaged by one flat all_reduce (NVlabs-style) rather than DDP: the path-length and R1 double
+        # backward, and D called by both steps with gradients on and off (Trainer.sync_gradients explains).
         self.optimizer_step(self.g_opt, self.G.parameters())
         self.D.requires_grad_(True)
 
@@ -85,7 +87,7 @@ class GanTrainer(Trainer):
         self.update_ema(real.shape[0])
         return logs
 
-    def discriminator_step(self, real: torch.Tensor, fakes: torch.Tensor | None = None) -> dict[str, float]:
+    def discriminator_step(self, real: torch.Tensor, fakes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One discriminator step: logistic loss on ``real`` and ``fakes`` (default: fresh ones), lazy R1."""
         cfg = self.config
         logs = {}
@@ -106,9 +108,9 @@ class GanTrainer(Trainer):
             if do_r1:
                 r1 = r1_penalty(real_logits, part)
                 loss = loss + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
-                r1_total += r1.item() / self.run_cfg.grad_accum
+                r1_total = r1_total + r1.detach() / self.run_cfg.grad_accum
             self.backward(loss / self.run_cfg.grad_accum)
-            total += loss.item() / self.run_cfg.grad_accum
+            total = total + loss.detach() / self.run_cfg.grad_accum
         logs["d_loss"] = total
         if do_r1:
             logs["r1"] = r1_total

@@ -84,7 +84,7 @@ class GanTeacherTrainer(GanTrainer):
     def adversarial_on(self) -> bool:
         return self.config.adv > 0 and self.step >= self.config.adv_start_step
 
-    def train_step(self, batch) -> dict[str, float]:
+    def train_step(self, batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         real, z = batch
         n = self.run_cfg.grad_accum
@@ -114,9 +114,8 @@ class GanTeacherTrainer(GanTrainer):
                     terms["g_adv"] = F.softplus(-self.D(rand)).mean()
                     loss = loss + cfg.adv * terms["g_adv"]
             self.backward(loss / n)
-            for k, v in terms.items():  # kept on the device: one host sync per step, below
+            for k, v in terms.items():  # kept on the device: the loop pulls them every run.log_every steps
                 logs[k] = logs.get(k, 0.0) + v.detach() / n
-        logs = dict(zip(logs, torch.stack(list(logs.values())).tolist()))
         self.optimizer_step(self.g_opt, self.G.parameters())
         self.D.requires_grad_(True)
         if adv:

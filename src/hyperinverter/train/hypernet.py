@@ -6,6 +6,7 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..encoders import WEncoder
 from ..inverter import HyperInverter
@@ -14,6 +15,24 @@ from ..stylegan2.formats import load_discriminator, load_generator
 from .config import HypernetTrainConfig
 from .recon import ReconstructionLoss
 from .trainer import Trainer, TrainingError
+
+
+class _TrainablePath(nn.Module):
+    """E2 and the hypernetworks as one module whose forward is the whole inversion (``HyperInverter.forward``).
+
+    This is what DDP wraps: its parameters and buffers are exactly the trained ones (E2's BatchNorm statistics
+    among them), while E1 and the generator, frozen and loaded from the same files on every process, stay
+    outside (no per-forward broadcast of their buffers). The state_dict keys of the two submodules are unchanged.
+    """
+
+    def __init__(self, model: HyperInverter):
+        super().__init__()
+        self.w_bar_encoder = model.w_bar_encoder
+        self.hypernet = model.hypernet
+        object.__setattr__(self, "model", model)  # not registered: no second path to the frozen networks
+
+    def forward(self, x: torch.Tensor):
+        return self.model(x)
 
 
 class HypernetTrainer(Trainer):
@@ -32,11 +51,14 @@ class HypernetTrainer(Trainer):
                                                   encoder_input_size=cfg.encoder_input_size)
         self.model.w_encoder.load_state_dict(E1.state_dict())
         self.model.w_encoder.requires_grad_(False)
+        self.model.w_bar_encoder = self.sync_batchnorm(self.model.w_bar_encoder)  # multi-GPU: global batch stats
         self.model.to(self.device)
         self._train_mode()
         self.resolution = self.model.resolution
         self.trainable = [p for m in (self.model.w_bar_encoder, self.model.hypernet) for p in m.parameters()]
-        self.broadcast_parameters(self.model)
+        # Training forward passes go through `train_path` (DDP in a multi-process run: rank 0's E2 and hypernetwork
+        # weights broadcast now, gradients averaged in buckets during backward); E1 and G come from files.
+        self.train_path = self.data_parallel(_TrainablePath(self.model))
         self.opt = torch.optim.Adam(self.trainable, lr=cfg.lr)
         self.loss = ReconstructionLoss(cfg.losses).to(self.device)
         self.D = None
@@ -45,6 +67,8 @@ class HypernetTrainer(Trainer):
             if self.D.img_resolution != self.resolution:
                 raise TrainingError(f"{cfg.discriminator}: a {self.D.img_resolution}px discriminator for a "
                                     f"{self.resolution}px generator")
+            # The discriminator keeps the GAN trainers' flat all-reduce (Trainer.sync_gradients says why: R1's double
+            # backward, and calls with gradients off in the generator step); it is small next to E2 + hypernetworks.
             self.broadcast_parameters(self.D)
             self.d_opt = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr)
 
@@ -78,43 +102,51 @@ class HypernetTrainer(Trainer):
         start = self.config.losses.adv_start_step
         return not (self.D is not None and start <= self.step < start + self.config.best_excludes_after_adv)
 
-    def train_step(self, images: torch.Tensor) -> dict[str, float]:
+    def train_step(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One step; the scalars stay on the device (no host sync: the loop pulls them every log_every steps)."""
         cfg, accum = self.config.losses, self.run_cfg.grad_accum
         adv = self.adversarial_on
-        logs: dict[str, float] = {}
+        logs: dict[str, torch.Tensor] = {}
+
+        def add(key: str, value: torch.Tensor) -> None:
+            logs[key] = logs[key] + value.detach() / accum if key in logs else value.detach() / accum
+
         self.opt.zero_grad(set_to_none=True)
         fakes = []
         if self.D is not None:
             self.D.requires_grad_(False)
-        for part in self.micro_batches(images):
-            with self.autocast():
-                result = self.model(part)
-                loss, parts = self.loss(result.image.float(), part)
-                if adv:
-                    g_adv = F.softplus(-self.D(result.image)).mean()
-                    loss = loss + cfg.adv * g_adv
-                    parts["g_adv"] = g_adv.item()
-            self.backward(loss / accum)
+        parts_of_batch = self.micro_batches(images)
+        for i, part in enumerate(parts_of_batch):
+            # Forward and backward inside grad_sync: DDP averages the gradients during the last micro-batch's backward.
+            with self.grad_sync(self.train_path, last=i == len(parts_of_batch) - 1):
+                with self.autocast():
+                    result = self.train_path(part)
+                    loss, parts = self.loss(result.image.float(), part)
+                    if adv:
+                        g_adv = F.softplus(-self.D(result.image)).mean()
+                        loss = loss + cfg.adv * g_adv
+                        parts["g_adv"] = g_adv
+                self.backward(loss / accum)
             fakes.append(result.image.detach())
             for k, v in parts.items():
-                logs[k] = logs.get(k, 0.0) + v / accum
-        self.optimizer_step(self.opt, self.trainable)
+                add(k, v)
+        self.optimizer_step(self.opt)  # gradients already averaged over processes (DDP)
 
         if adv:  # discriminator step on real images and the detached reconstructions, lazy R1
             self.D.requires_grad_(True)
             self.d_opt.zero_grad(set_to_none=True)
             do_r1 = cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0
-            for part, fake in zip(self.micro_batches(images), fakes):
+            for part, fake in zip(parts_of_batch, fakes):
                 real = part.detach().requires_grad_(do_r1)
                 real_logits = self.D(real)
                 d_loss = F.softplus(self.D(fake)).mean() + F.softplus(-real_logits).mean()
                 if do_r1:
                     r1 = r1_penalty(real_logits, real)
                     d_loss = d_loss + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
-                    logs["r1"] = logs.get("r1", 0.0) + r1.item() / accum
+                    add("r1", r1)
                 self.backward(d_loss / accum)
-                logs["d_loss"] = logs.get("d_loss", 0.0) + d_loss.item() / accum
-            self.optimizer_step(self.d_opt, self.D.parameters())
+                add("d_loss", d_loss)
+            self.optimizer_step(self.d_opt, self.D.parameters())  # flat all-reduce (see build)
         return logs
 
     @torch.no_grad()
@@ -126,7 +158,7 @@ class HypernetTrainer(Trainer):
             phase1, _ = self.loss(r.image_w, images)
         finally:
             self._train_mode()
-        return {"val_loss": loss.item(), "val_phase1_loss": float(phase1),
+        return {"val_loss": loss, "val_phase1_loss": phase1,  # device tensors: mean_across pulls them at once
                 **{f"val_{k}": v for k, v in parts.items() if k != "loss"}}
 
     @torch.no_grad()

@@ -18,6 +18,8 @@ class ReconstructionLoss(nn.Module):
     """Weighted sum of the configured terms on images average-pooled to ``loss_resolution`` (official: 256).
 
     A term whose weight file is not given is switched off once, with one message; nothing is downloaded.
+    ``forward`` returns the total (with its graph) and each term as a detached 0-d tensor on the device: no
+    host sync (a trainer sums them on the device and pulls them every ``run.log_every`` steps).
     """
 
     def __init__(self, cfg: LossConfig):
@@ -46,33 +48,33 @@ class ReconstructionLoss(nn.Module):
         size = self.cfg.loss_resolution
         return F.adaptive_avg_pool2d(x, size) if x.shape[-1] > size else x
 
-    def forward(self, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out, tgt = self.pool(output), self.pool(target)
-        logs: dict[str, float] = {}
+        logs: dict[str, torch.Tensor] = {}
         total = out.new_zeros([])
         if self.cfg.l2 > 0:
             l2 = F.mse_loss(out, tgt)
             total = total + self.cfg.l2 * l2
-            logs["l2"] = l2.item()
+            logs["l2"] = l2.detach()
         if self.cfg.l1 > 0:
             l1 = l1_loss(out, tgt)
             total = total + self.cfg.l1 * l1
-            logs["l1"] = l1.item()
+            logs["l1"] = l1.detach()
         if self.cfg.grad > 0:
             grad = gradient_loss(out, tgt)
             total = total + self.cfg.grad * grad
-            logs["grad"] = grad.item()
+            logs["grad"] = grad.detach()
         if self.lpips is not None:
             lp = self.lpips(out, tgt).mean()
             total = total + self.cfg.lpips * lp
-            logs["lpips"] = lp.item()
+            logs["lpips"] = lp.detach()
         if self.id is not None:
             idl = self.id(out, tgt)
             total = total + self.cfg.id * idl
-            logs["id"] = idl.item()
+            logs["id"] = idl.detach()
         if self.moco is not None:
             mo = self.moco(out, tgt)
             total = total + self.cfg.moco * mo
-            logs["moco"] = mo.item()
-        logs["loss"] = total.item()
+            logs["moco"] = mo.detach()
+        logs["loss"] = total.detach()
         return total, logs

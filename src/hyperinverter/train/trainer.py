@@ -5,10 +5,21 @@ A subclass builds its networks and optimisers (:meth:`build`), does one optimise
 This class owns everything else: processes and devices, data order, gradient accumulation split,
 logging, image grids, validation with the best checkpoint kept, atomic checkpoints every N steps
 and on SIGTERM/SIGINT, exact resume, and stopping on a NaN loss with the last good checkpoint kept.
+
+Data parallelism: the W-encoder and hypernetwork trainers put their trainable networks under
+``DistributedDataParallel`` (:meth:`Trainer.data_parallel`: gradients averaged in buckets while backward
+runs, ``no_sync`` for all but the last micro-batch, :meth:`Trainer.grad_sync`) with SyncBatchNorm on
+multi-GPU runs (:meth:`Trainer.sync_batchnorm`); the GAN trainers average their gradients with one flat
+``all_reduce`` before each optimiser step (:meth:`Trainer.sync_gradients`, see there why).
+
+Logging makes no host sync on ordinary steps: a step returns its scalars as detached device tensors, which
+are summed on the device; every ``run.log_every`` steps the window's means are averaged over processes and
+pulled to the host at once (also before a checkpoint or a validation, to refuse saving after a NaN loss).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -18,6 +29,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from .. import __version__
@@ -59,6 +72,7 @@ class Trainer:
         self.best: Optional[float] = None
         self._saved_step: Optional[int] = None  # the step of the last checkpoint written (or resumed from)
         self._log_failed = False
+        self._reset_log_window()
         if not resume:
             self._refuse_existing_run()
         if self.env.is_main:  # temporaries of a save interrupted by kill -9 (checkpoint-sized)
@@ -99,8 +113,12 @@ class Trainer:
         """Configuration that must match for a resume (model configs, not schedules)."""
         raise NotImplementedError
 
-    def train_step(self, images: torch.Tensor) -> dict[str, float]:
-        """One optimiser step on this process's share of the global batch; returns scalar logs."""
+    def train_step(self, images: torch.Tensor) -> dict[str, Any]:
+        """One optimiser step on this process's share of the global batch; returns scalar logs.
+
+        Return them as detached 0-d tensors on the device (python floats are accepted too): the loop sums them
+        there and pulls them to the host only every ``run.log_every`` steps. A ``.item()`` here would wait for
+        the GPU to finish the step, every step."""
         raise NotImplementedError
 
     def validate(self, images: torch.Tensor) -> dict[str, float]:
@@ -128,14 +146,62 @@ class Trainer:
     def backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
 
-    def optimizer_step(self, optimizer: torch.optim.Optimizer, params) -> None:
-        """Average gradients over processes, then step (skipped by the scaler if fp16 gradients overflowed)."""
-        self.sync_gradients(params)
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, params=None) -> None:
+        """Step (skipped by the scaler if fp16 gradients overflowed).
+
+        ``params``: parameters whose gradients are averaged over processes here, by :meth:`sync_gradients`
+        (the GAN trainers); None when DistributedDataParallel already averaged them during backward."""
+        if params is not None:
+            self.sync_gradients(params)
         self.scaler.step(optimizer)
         self.scaler.update()
 
+    def data_parallel(self, module: nn.Module) -> nn.Module:
+        """``module`` under ``DistributedDataParallel`` in a multi-process run; ``module`` itself in one process.
+
+        Call the returned module for the training forward passes (with :meth:`grad_sync` around each micro-batch)
+        and keep the plain ``module`` for everything else: checkpoints (the same keys as a single-process run),
+        exports, validation and image grids (rank 0 alone draws the grids; a DDP forward there would wait for the
+        other processes). DDP broadcasts rank 0's parameters and buffers when it is built, averages gradients in
+        buckets while backward is still running, and writes them into the buckets directly
+        (``gradient_as_bucket_view``: no second copy of the gradients). Buffers (BatchNorm running statistics)
+        are broadcast from rank 0 at the first training forward of each step, so every process goes on from the
+        statistics a checkpoint (rank 0's) saves.
+        Every trainable parameter must take part in each forward (``find_unused_parameters`` is off: no graph
+        search per step)."""
+        if not self.env.distributed:
+            return module
+        return DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                                       gradient_as_bucket_view=True)
+
+    def sync_batchnorm(self, module: nn.Module) -> nn.Module:
+        """``module`` with its BatchNorm layers replaced by ``SyncBatchNorm`` on a multi-process CUDA run (unless
+        ``run.sync_batchnorm=false``): batch statistics over the global batch, not over each GPU's few images.
+
+        The checkpoint keys do not change (SyncBatchNorm has BatchNorm's parameters and buffers). A CPU (gloo) run
+        keeps plain BatchNorm: torch's SyncBatchNorm has no CPU kernel, so each process normalises over its own
+        share of the batch there (the results then differ from one process with the same global batch)."""
+        if self.env.distributed and self.device.type == "cuda" and self.run_cfg.sync_batchnorm:
+            return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        return module
+
+    @staticmethod
+    def grad_sync(module: nn.Module, last: bool):
+        """Context for one micro-batch's forward *and* backward: DDP's ``no_sync()`` for all but the ``last``
+        micro-batch of a step (gradients accumulate locally and are averaged once, during the last backward)."""
+        if isinstance(module, DistributedDataParallel) and not last:
+            return module.no_sync()
+        return contextlib.nullcontext()
+
     def sync_gradients(self, params) -> None:
-        """Average gradients over processes (data parallelism); a no-op in a single process."""
+        """Average gradients over processes with one flat ``all_reduce`` after backward; a no-op in one process.
+
+        The GAN trainers keep this NVlabs-style synchronisation instead of DDP: their discriminator (and the
+        generator, for path length) runs a double backward (R1, path length: ``autograd.grad`` with
+        ``create_graph=True``), is called by both the generator and the discriminator steps with gradients on
+        and off, and its regulariser steps use a different batch than the main ones; DDP's per-forward bucket
+        bookkeeping does not follow that, while a flat average after backward is exact for all of it.
+        The networks are small next to phase II's, so the missing overlap costs little."""
         if not self.env.distributed:
             return
         grads = [p.grad for p in params if p.grad is not None]
@@ -290,6 +356,49 @@ class Trainer:
         if self.env.is_main:
             log.info("resumed from %s at step %d", path, self.step)
 
+    # ------------------------------------------------------------------------------------ scalar logs
+    def _reset_log_window(self) -> None:
+        self._log_sums: dict[str, Any] = {}  # key -> sum over the window's steps (a device tensor, or a float)
+        self._log_counts: dict[str, int] = {}  # key -> steps of the window that logged it (r1: every r1_every)
+        self._log_first: Optional[int] = None  # the first step of the window
+        self._finite_through = 0  # the window's steps up to this one were checked finite (before a save)
+
+    def _accumulate_logs(self, logs: dict[str, Any]) -> None:
+        """Add one step's scalars to the window, on the device (``detach``: no graph kept, no host sync)."""
+        if self._log_first is None:
+            self._log_first = self.step + 1
+        for k, v in logs.items():
+            v = v.detach() if isinstance(v, torch.Tensor) else v
+            self._log_sums[k] = self._log_sums[k] + v if k in self._log_sums else v
+            self._log_counts[k] = self._log_counts.get(k, 0) + 1
+
+    def _window_means(self) -> dict[str, float]:
+        """The window's mean of each scalar, averaged over processes and pulled to the host (one sync); raises
+        TrainingError when one is not finite (on any process: a NaN anywhere makes the sum NaN)."""
+        means = mean_across(self.env, {k: v / self._log_counts[k] for k, v in self._log_sums.items()})
+        bad = [k for k, v in means.items() if not math.isfinite(v)]
+        if bad:
+            first = max(self._log_first or self.step, self._finite_through + 1)
+            where = f"at step {self.step}" if first == self.step else \
+                f"in steps {first}-{self.step} (checked every run.log_every steps and before saving)"
+            raise TrainingError(f"loss {bad} is not finite {where}; stopped without saving: the last good checkpoint "
+                                f"in {self.out_dir / 'checkpoints'} is kept")
+        self._finite_through = self.step
+        return means
+
+    def pull_logs(self) -> dict[str, float]:
+        """The scalars of the steps since the last log (means over steps and processes) as floats; starts a new
+        window. Every process calls it at the same step (a collective)."""
+        means = self._window_means()
+        self._reset_log_window()
+        return means
+
+    def check_finite(self) -> None:
+        """Before anything is saved: raise TrainingError if a loss of the current window is not finite. A no-op
+        (no sync) right after a log, which has just checked. Every process calls it at the same step."""
+        if self._log_sums:
+            self._window_means()
+
     # ----------------------------------------------------------------------------------------- loop
     def _request_stop(self, signum, frame) -> None:  # noqa: ARG002
         self._stop_requested = True
@@ -337,15 +446,11 @@ class Trainer:
                     batch = images = batch.to(self.device, non_blocking=True)
                 logs = self.train_step(batch)
                 self.sampler.advance()
-                bad = [k for k, v in logs.items() if not math.isfinite(v)]
-                if any_across(self.env, bool(bad)):
-                    raise TrainingError(f"loss {bad or '(on another process)'} is not finite at step {self.step + 1}; "
-                                        f"stopped without saving: the last good checkpoint in "
-                                        f"{self.out_dir / 'checkpoints'} is kept")
+                self._accumulate_logs(logs)  # on the device: no host sync until the next log
                 self.step += 1
                 images_seen += images.shape[0] * self.env.world_size
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    last = mean_across(self.env, logs)
+                    last = self.pull_logs()  # raises (nothing saved) if a loss of the window is not finite
                     rate = images_seen / max(time.perf_counter() - t0, 1e-9)
                     images_seen, t0 = 0, time.perf_counter()
                     self.log_scalars(last, rate)
@@ -363,6 +468,7 @@ class Trainer:
                 stop = any_across(self.env, self._stop_requested)
                 last_step = self.step >= cfg.steps
                 if stop or last_step or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0):
+                    self.check_finite()  # never a checkpoint of weights that a NaN loss has reached
                     self.save_checkpoint(final=stop or last_step)  # a failed last save stops with an error
                     barrier(self.env)
                 if stop:
@@ -428,6 +534,7 @@ class Trainer:
             writer.add_image("samples", np.asarray(Image.open(path)), self.step, dataformats="HWC")
 
     def run_validation(self) -> None:
+        self.check_finite()  # best.pt is never written after a NaN loss
         metrics = mean_across(self.env, self.validate(self._validation_images()))
         if not metrics or not self.env.is_main:
             return

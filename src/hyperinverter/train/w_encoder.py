@@ -24,8 +24,10 @@ class WEncoderTrainer(Trainer):
         self.G = load_generator(cfg.generator, device=self.device).requires_grad_(False).eval()
         self.resolution = self.G.img_resolution
         enc = {**dataclasses.asdict(WEncoderConfig()), **cfg.encoder, "w_dim": self.G.w_dim}
-        self.E = WEncoder(**enc).to(self.device).train()
-        self.broadcast_parameters(self.E)
+        self.E = self.sync_batchnorm(WEncoder(**enc)).to(self.device).train()
+        # The training forward passes go through E_train (DDP over E in a multi-process run: it broadcasts rank 0's
+        # weights now and averages gradients during backward); checkpoints, exports and evaluation use E itself.
+        self.E_train = self.data_parallel(self.E)
         self.opt = torch.optim.Adam(self.E.parameters(), lr=cfg.lr)
         self.loss = ReconstructionLoss(cfg.losses).to(self.device)
 
@@ -36,13 +38,14 @@ class WEncoderTrainer(Trainer):
         return {"generator": dataclasses.asdict(self.G.config), "encoder": dataclasses.asdict(self.E.config),
                 "encoder_input_size": self.config.encoder_input_size}
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, training: bool = False) -> torch.Tensor:
+        """w of images ``x``; ``training``: through :attr:`E_train` (DDP), for a training step."""
         size = self.config.encoder_input_size
         x_in = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False) if x.shape[-1] != size else x
-        return self.E(x_in) + self.G.w_avg  # [B, w_dim]
+        return (self.E_train if training else self.E)(x_in) + self.G.w_avg  # [B, w_dim]
 
-    def invert(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        w = self.encode(x)
+    def invert(self, x: torch.Tensor, training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.encode(x, training)
         ws = w.unsqueeze(1).repeat(1, self.G.num_ws, 1)
         return w, self.G.synthesis(ws, noise_mode="const")
 
@@ -58,9 +61,9 @@ class WEncoderTrainer(Trainer):
                                 f"is {self.G.z_dim}")
         return ds
 
-    def train_step(self, batch) -> dict[str, float]:
+    def train_step(self, batch) -> dict[str, torch.Tensor]:
         self.opt.zero_grad(set_to_none=True)
-        logs: dict[str, float] = {}
+        logs: dict[str, torch.Tensor] = {}
         if isinstance(batch, tuple):  # (images, z): the true codes are known
             images, z = batch
             with torch.no_grad():
@@ -68,28 +71,32 @@ class WEncoderTrainer(Trainer):
         else:
             images, w_true = batch, None
         n = self.run_cfg.grad_accum
-        for i, part in enumerate(self.micro_batches(images)):
-            with self.autocast():
-                if self.loss.active or w_true is None:
-                    w, out = self.invert(part)
-                    loss, parts = self.loss(out.float(), part)
-                else:  # codes only (w_loss alone): no synthesis
-                    w, loss, parts = self.encode(part), 0.0, {}
-                if w_true is not None:
-                    # Mean squared error per w entry: w_dim-independent, comparable to the image terms.
-                    w_err = (w.float() - w_true.chunk(n)[i]).square().mean()
-                    loss = loss + self.config.w_loss * w_err
-                    parts["w"] = w_err.detach()  # pulled to the host with the other terms, once per step
-                    parts["loss"] = loss.detach()
-                if self.config.losses.w_reg > 0:
-                    reg = (w - self.G.w_avg).square().sum(dim=1).mean()
-                    loss = loss + self.config.losses.w_reg * reg
-                    parts["w_reg"] = reg.item()
-            self.backward(loss / self.run_cfg.grad_accum)
-            for k, v in parts.items():
-                logs[k] = logs.get(k, 0.0) + v / self.run_cfg.grad_accum
-        self.optimizer_step(self.opt, self.E.parameters())
-        return {k: float(v) for k, v in logs.items()}
+        parts_of_batch = self.micro_batches(images)
+        for i, part in enumerate(parts_of_batch):
+            # Forward and backward inside grad_sync: DDP averages the gradients during the last micro-batch's backward.
+            with self.grad_sync(self.E_train, last=i == len(parts_of_batch) - 1):
+                with self.autocast():
+                    if self.loss.active or w_true is None:
+                        w, out = self.invert(part, training=True)
+                        loss, parts = self.loss(out.float(), part)
+                    else:  # codes only (w_loss alone): no synthesis
+                        w, parts = self.encode(part, training=True), {}
+                        loss = w.new_zeros([], dtype=torch.float32)
+                    if w_true is not None:
+                        # Mean squared error per w entry: w_dim-independent, comparable to the image terms.
+                        w_err = (w.float() - w_true.chunk(n)[i]).square().mean()
+                        loss = loss + self.config.w_loss * w_err
+                        parts["w"] = w_err.detach()
+                        parts["loss"] = loss.detach()
+                    if self.config.losses.w_reg > 0:
+                        reg = (w - self.G.w_avg).square().sum(dim=1).mean()
+                        loss = loss + self.config.losses.w_reg * reg
+                        parts["w_reg"] = reg.detach()
+                self.backward(loss / n)
+            for k, v in parts.items():  # on the device: pulled to the host every run.log_every steps
+                logs[k] = logs[k] + v / n if k in logs else v / n
+        self.optimizer_step(self.opt)  # gradients already averaged over processes (DDP)
+        return logs
 
     @torch.no_grad()
     def validate(self, images: torch.Tensor) -> dict[str, float]:
@@ -99,7 +106,7 @@ class WEncoderTrainer(Trainer):
             loss, parts = self.loss(out, images)
         finally:
             self.E.train()
-        return {"val_loss": loss.item(), **{f"val_{k}": v for k, v in parts.items() if k != "loss"}}
+        return {"val_loss": loss, **{f"val_{k}": v for k, v in parts.items() if k != "loss"}}  # pulled by mean_across
 
     @torch.no_grad()
     def sample_images(self, images: torch.Tensor) -> torch.Tensor:

@@ -36,14 +36,16 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import HyperInverterError
 from .images import to_uint8
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: opening and checking images does not need it
+    import torch
 
 PathLike = Union[str, os.PathLike]
 
@@ -335,6 +337,8 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     """An 8-bit RGB PIL image -> float32 ``[3, H, W]`` in [-1, 1] (``x / 127.5 - 1``)."""
     if img.mode != "RGB":
         raise ValueError(f"expected an RGB image, got mode {img.mode!r} (load_image converts any mode)")
+    import torch
+
     x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).to(torch.float32)
     return (x / 127.5 - 1).contiguous()
 
@@ -368,6 +372,8 @@ def load_images(
     if size is None:
         raise ValueError("load_images needs a size to stack the images into one batch")
     _check_size_arg(size)
+    import torch
+
     tensors: List[torch.Tensor] = []
     loaded: List[Path] = []
     errors: List[Tuple[Path, str]] = []

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # only tensor methods are used: callers hand in tensors (torch is already imported)
+    import torch
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -17,7 +19,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     if images.ndim != 4:
         raise ValueError(f"expected images [B, C, H, W], got {list(images.shape)}")
     x = ((images.detach().float().cpu() + 1) / 2).clamp(0, 1) * 255
-    return x.permute(0, 2, 3, 1).to(torch.uint8).numpy()
+    return x.permute(0, 2, 3, 1).byte().numpy()  # values in [0, 255]: byte() truncates as uint8 casting does
 
 
 def make_grid(images: torch.Tensor, columns: Optional[int] = None, padding: int = 2) -> np.ndarray:

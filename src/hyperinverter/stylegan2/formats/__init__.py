@@ -25,7 +25,9 @@ from typing import Any, Mapping, Optional, Union
 import torch
 
 from ...checkpoints import CONFIG_NAME, load_state_dict_checked
-from ...errors import CheckpointError, UnsafePickleError
+from ...checkpoints.pretrained import build_within_budget
+from ...errors import CheckpointError, UnsafePickleError  # noqa: F401 - UnsafePickleError: documented below
+from ...utils.limits import describe_all, exception_text
 from ..discriminator import Discriminator, DiscriminatorConfig
 from ..generator import Generator, GeneratorConfig
 from .infer import infer_discriminator_config, infer_generator_config
@@ -74,18 +76,17 @@ def read_model_file(path: PathLike) -> Any:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({e})") from None
+            raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({exception_text(e)})") from None
     if head[0] == 0x80:  # a pickle: an NVIDIA network pickle or a legacy torch.save file
         data = path.read_bytes()
         try:
             with io.BytesIO(data) as fh:
                 obj = restricted_load(fh)
-        except UnsafePickleError as e:
-            raise UnsafePickleError(f"{path}: {e}") from None
-        except CheckpointError as e:
-            raise CheckpointError(f"{path}: {e}") from None
+        except CheckpointError as e:  # UnsafePickleError, DeclaredSizeError, ...: keep the kind, name the file
+            raise type(e)(f"{path}: {exception_text(e, 1000)}") from None
         except Exception as e:  # noqa: BLE001 - any unpickling failure on untrusted bytes means "corrupt"
-            raise CheckpointError(f"{path}: truncated or corrupt pickle ({type(e).__name__}: {e})") from None
+            raise CheckpointError(f"{path}: truncated or corrupt pickle ({type(e).__name__}: {exception_text(e)})"
+                                  ) from None
         if isinstance(obj, int) and obj == _LEGACY_TORCH_MAGIC:
             return _torch_load(path, data)
         return obj
@@ -117,9 +118,16 @@ def _candidates(obj: Any, keys: tuple[str, ...]) -> list[tuple[str, Any]]:
 
 def _describe(obj: Any) -> str:
     if isinstance(obj, Mapping):
-        keys = list(obj)[:8]
-        return f"a dict with keys {keys}{' ...' if len(obj) > 8 else ''}"
+        return f"a dict with keys {describe_all(obj)}"
     return f"a {type(obj).__name__}"
+
+
+def _network_state(net: PersistentObject, label: str) -> dict[str, torch.Tensor]:
+    """The state dict of a persisted network; its errors (a cycle, a name that is not a string) name ``label``."""
+    try:
+        return net.state_dict()
+    except CheckpointError as e:
+        raise type(e)(f"{label}: {e}") from None
 
 
 def _fill_missing_noise(model: Generator, state: dict[str, torch.Tensor], source: str) -> None:
@@ -134,11 +142,11 @@ def _fill_missing_noise(model: Generator, state: dict[str, torch.Tensor], source
 
 def _build_generator(config: dict, state: dict[str, torch.Tensor], source: str,
                      overrides: Mapping[str, Any]) -> Generator:
+    """The generator ``config`` describes, loaded with ``state``; the config is checked against the limits, and
+    building it may allocate little more than ``state`` holds (see ``build_within_budget``)."""
     config = {**config, **overrides}
-    try:
-        model = Generator(**config)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{source}: invalid generator configuration {config}: {e}") from None
+    stored = sum(t.numel() for t in state.values())
+    model = build_within_budget(Generator, config, stored, source, f"the file holds {stored:,} elements")
     needs_w_avg = "mapping.w_avg" not in state
     if needs_w_avg:
         state["mapping.w_avg"] = torch.zeros(model.w_dim)
@@ -197,8 +205,8 @@ def load_generator(path: PathLike, device: Union[str, torch.device] = "cpu", **c
     obj = read_model_file(path)
     if isinstance(obj, Mapping) and any(isinstance(v, PersistentObject) for v in obj.values()):
         net = network_from_pickle(obj, ("G_ema", "G"), str(path))
-        state = net.state_dict()
         label = f"{path}[{'G_ema' if net is obj.get('G_ema') else 'G'}]"
+        state = _network_state(net, label)
         if any(k.startswith("synthesis.L") or k.startswith("synthesis.input.") for k in state):
             raise CheckpointError(f"{label}: a StyleGAN3 generator; only StyleGAN2 is supported")
         config = generator_config_from_kwargs(net, infer_generator_config(state, label), label)
@@ -215,7 +223,8 @@ def load_discriminator(path: PathLike, device: Union[str, torch.device] = "cpu",
     obj = read_model_file(path)
     if isinstance(obj, Mapping) and any(isinstance(v, PersistentObject) for v in obj.values()):
         net = network_from_pickle(obj, ("D",), str(path))
-        state, label = net.state_dict(), f"{path}[D]"
+        label = f"{path}[D]"
+        state = _network_state(net, label)
         config = discriminator_config_from_kwargs(net, infer_discriminator_config(state, label), label)
     else:
         for where, candidate in _candidates(obj, _DISCRIMINATOR_KEYS):
@@ -228,10 +237,8 @@ def load_discriminator(path: PathLike, device: Union[str, torch.device] = "cpu",
             raise CheckpointError(f"{path}: no StyleGAN2 discriminator found (expected NVIDIA keys like "
                                   f"'b4.conv.weight'; the file holds {_describe(obj)})")
     config = {**config, **config_overrides}
-    try:
-        model = Discriminator(**config)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{label}: invalid discriminator configuration {config}: {e}") from None
+    stored = sum(t.numel() for t in state.values())
+    model = build_within_budget(Discriminator, config, stored, label, f"the file holds {stored:,} elements")
     load_state_dict_checked(model, dict(state), label)
     return model.to(device).eval()
 

@@ -9,8 +9,9 @@ from typing import Mapping
 import torch
 
 from ...errors import CheckpointError
+from ...utils.limits import describe_all
 
-_BLOCK = re.compile(r"^(?:synthesis\.)?b(\d+)\.")
+_BLOCK = re.compile(r"^(?:synthesis\.)?b(\d{1,7})\.")  # a block resolution; longer numbers are no block
 
 
 def fit_channel_table(channels: Mapping[int, int], source: str) -> tuple[int, int]:
@@ -26,11 +27,17 @@ def fit_channel_table(channels: Mapping[int, int], source: str) -> tuple[int, in
     return channel_base, channel_max
 
 
-def taps_from_filter(f: torch.Tensor) -> list[float]:
-    """Recover separable taps from a normalised 2-D resampling filter (an outer product)."""
+def taps_from_filter(f: torch.Tensor, source: str = "") -> list[float]:
+    """Recover separable taps from a normalised 2-D resampling filter (an outer product, at most 16 x 16);
+    errors start with ``source`` (the file) when given."""
+    where = f"{source}: " if source else ""
+    if f.ndim != 2 or f.shape[0] != f.shape[1] or not 1 <= f.shape[0] <= 16:
+        raise CheckpointError(f"{where}the resampling filter has shape {list(f.shape)}; expected a square filter "
+                              "of at most 16 x 16 taps")
     taps = f.double().sum(dim=1)
-    if f.ndim != 2 or not torch.allclose(torch.outer(taps, taps), f.double(), atol=1e-6):
-        raise CheckpointError(f"the resampling filter {f.tolist()} is not separable; not supported")
+    if not torch.allclose(torch.outer(taps, taps), f.double(), atol=1e-6):
+        raise CheckpointError(f"{where}the {f.shape[0]}x{f.shape[1]} resampling filter is not separable; "
+                              "not supported")
     taps = taps / taps.abs()[taps != 0].min()  # canonical form: smallest tap = 1, e.g. [1, 3, 3, 1]
     return [float(round(float(t))) if abs(t - round(float(t))) < 1e-4 else round(float(t), 6) for t in taps]
 
@@ -58,14 +65,14 @@ def infer_generator_config(state: Mapping[str, torch.Tensor], source: str) -> di
     except KeyError as e:
         raise CheckpointError(f"{source}: not a complete StyleGAN2 generator state dict (missing {e})") from None
     if resolutions != [2**i for i in range(2, int(math.log2(img_resolution)) + 1)]:
-        raise CheckpointError(f"{source}: synthesis blocks {resolutions} are not every power of two up to "
-                              f"{img_resolution}")
+        raise CheckpointError(f"{source}: synthesis blocks {describe_all(resolutions, 16)} are not every power of "
+                              f"two up to {img_resolution}")
     channel_base, channel_max = fit_channel_table(channels, source)
     config = dict(z_dim=z_dim, w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
                   channel_base=channel_base, channel_max=channel_max, mapping_layers=num_layers,
                   use_noise=any(k.endswith("noise_const") for k in state))
     if f is not None:
-        config["resample_filter"] = taps_from_filter(f)
+        config["resample_filter"] = taps_from_filter(f, source)
     return config
 
 
@@ -85,5 +92,5 @@ def infer_discriminator_config(state: Mapping[str, torch.Tensor], source: str) -
                   channel_max=channel_max, mbstd_num_channels=mbstd)
     f = state.get(f"b{img_resolution}.resample_filter")
     if f is not None:
-        config["resample_filter"] = taps_from_filter(f)
+        config["resample_filter"] = taps_from_filter(f, source)
     return config

@@ -27,9 +27,9 @@ step_of() { [ -f "$1/log.txt" ] && tail -1 "$1/log.txt" | sed -n 's/^step=\([0-9
 
 if has data; then
   # 40k (z, image) pairs: portrait i is the render of attributes_from_latent(latents[i]) (numpy seed 7).
-  [ -f data/pairs64/labels.csv ] || $HI data portraits --count 40000 --latents 64 --start 7 -o data/pairs64 --workers 2 --quiet
-  [ -f data/portraits64/val/labels.csv ] || $HI data portraits --count 500 --split val -o data/portraits64/val --quiet
-  [ -f data/portraits64/test/labels.csv ] || $HI data portraits --count 200 --split test -o data/portraits64/test --quiet
+  [ -f data/pairs64/labels.csv ] || $HI data portraits --count 40000 --latents 64 --start 7 -o data/pairs64 --workers 2 --quiet --overwrite
+  [ -f data/portraits64/val/labels.csv ] || $HI data portraits --count 500 --split val -o data/portraits64/val --quiet --overwrite
+  [ -f data/portraits64/test/labels.csv ] || $HI data portraits --count 200 --split test -o data/portraits64/test --quiet --overwrite
 fi
 if has gan; then
   $HI train gan-teacher -c gan_teacher_demo64 $(resume runs/gan_teacher_demo64) \
@@ -51,6 +51,6 @@ fi
 if has pack; then
   $HI directions fit-portraits --model runs/hypernet_demo64/model --count 2000 --overwrite
   # float16 export with domain.json: the typical phase-I PSNR on validation portraits (out-of-domain warnings)
-  $HI export runs/hypernet_demo64/model -o src/hyperinverter/pretrained/portraits64 --dtype float16 \
+  $HI export runs/hypernet_demo64/model -o src/hyperinverter/pretrained/portraits64 --dtype float16 --overwrite \
     --validation data/portraits64/val --domain-kind "procedural portraits"
 fi

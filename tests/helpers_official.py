@@ -21,7 +21,7 @@ def write_official_files(model, discriminator, directory: Path, dataset_type="ff
     if discriminator is not None:
         state.update({f"discriminator.{k}": v.clone() for k, v in discriminator.state_dict().items()})
     state.update({f"w_bar_encoder.{k}": v.clone() for k, v in model.w_bar_encoder.state_dict().items()})
-    kind = model.w_bar_encoder.config.backbone["kind"]
+    kind = model.w_bar_encoder.config.backbone.kind
     opts = {"exp_dir": "/experiments/x", "dataset_type": dataset_type, "encoder_type": BACKBONE_NAME[kind],
             "output_size": model.resolution, "batch_size": 8, "hidden_dim": model.config.hidden_dim,
             "target_shape_name": "conv_without_bias", "hyper_adv_lambda": 0.005, "device": "cuda:0",

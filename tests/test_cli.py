@@ -165,3 +165,55 @@ def test_help_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "torch" not in out.stdout.strip().split(","), f"building the parser imported {out.stdout.strip()}"
+
+
+def _all_parsers(parser, prefix=()):
+    import argparse
+
+    yield prefix, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _all_parsers(sub, prefix + (name,))
+
+
+def test_every_option_explains_itself_and_shows_its_default():
+    import argparse
+
+    from hyperinverter.cli import build_parser
+
+    problems = []
+    for prefix, parser in _all_parsers(build_parser()):
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if not action.option_strings or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+                continue
+            name = " ".join(prefix) + " " + action.option_strings[0]
+            if not action.help:
+                problems.append(f"{name}: no help")
+                continue
+            shown = formatter._get_help_string(action)
+            if action.default not in (None, False, argparse.SUPPRESS) and "default" not in shown:
+                problems.append(f"{name}: default {action.default!r} not shown")
+            if any(mark in action.help for mark in ("``", ":func:", ":class:", ":meth:", ":data:")):
+                problems.append(f"{name}: RST markup in help")
+    assert not problems, "\n".join(problems)
+
+
+def test_missing_inputs_are_named_before_any_model_is_loaded(tmp_path, capsys, monkeypatch):
+    """``invert``/``edit``/``interpolate`` of a file that does not exist: one line, exit 2, no model loaded."""
+    from hyperinverter import workflows
+    from hyperinverter.cli import main
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(workflows, "load_model", no_loading)
+    missing = str(tmp_path / "nothere.png")
+    for argv in (["invert", missing, "-o", str(tmp_path / "o")],
+                 ["edit", missing, "--direction", "tilt", "-o", str(tmp_path / "e")],
+                 ["interpolate", missing, missing, "-o", str(tmp_path / "i")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "nothere.png: file not found" in err
+    assert not (tmp_path / "o").exists()

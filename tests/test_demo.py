@@ -14,7 +14,7 @@ from test_inverter import make_model
 from hyperinverter import CheckpointError, HyperInverter
 from hyperinverter import pretrained
 from hyperinverter.cli import main
-from hyperinverter.data.portraits import ATTRIBUTE_NAMES
+from hyperinverter.portraits import ATTRIBUTE_NAMES
 from hyperinverter.demo import (DemoOptions, LabelledCodes, attribute_values, encode_portraits,
                                 fit_portrait_directions, labelled_grid, run_demo)
 from hyperinverter.editing import load_direction_file
@@ -133,10 +133,12 @@ def test_demo_with_user_images_and_bad_files(tmp_path, model_dir, capsys):
     assert "c.png" in printed and "skipped" in printed  # the unreadable file is named, the rest goes on
     meta = json.loads((out / "metrics.json").read_text())
     assert [r["image"] for r in meta["per_image"]] == ["a", "b"]
-    assert main(["demo", "--model", str(model_dir), "-o", str(out), "--images", str(bad)]) == 2
+    other = tmp_path / "other"  # a fresh folder: `out` holds the demo above (refused without --overwrite)
+    assert main(["demo", "--model", str(model_dir), "-o", str(other), "--images", str(bad)]) == 2
     assert "could be read" in capsys.readouterr().err
-    assert main(["demo", "--model", str(tmp_path / "missing"), "-o", str(out)]) == 2
-    assert main(["demo", "--model", str(model_dir), "-o", str(out), "--directions", "nope"]) == 2
+    assert main(["demo", "--model", str(tmp_path / "missing"), "-o", str(other)]) == 2
+    assert main(["demo", "--model", str(model_dir), "-o", str(other), "--directions", "nope"]) == 2
+    assert "no direction ['nope']" in capsys.readouterr().err
 
 
 def test_export_float16_keeps_outputs_close(tmp_path, model_dir):

@@ -82,7 +82,10 @@ def test_export_records_the_domain_and_domain_stats_rewrites_it(model, model_dir
     # export without --validation keeps the record; domain-stats measures again in place
     assert main(["export", str(out), "-o", str(tmp_path / "again"), "--dtype", "float32"]) == 0
     assert load_domain(tmp_path / "again") == record
-    assert main(["domain-stats", str(out), str(val / "drawn0.png"), str(val / "drawn1.png"), "--aligned-faces"]) == 0
+    assert main(["domain-stats", str(out), str(val / "drawn0.png"), str(val / "drawn1.png"), "--aligned-faces"]) == 2
+    assert "domain.json" in capsys.readouterr().err and load_domain(out) == record  # replaced only when asked
+    assert main(["domain-stats", str(out), str(val / "drawn0.png"), str(val / "drawn1.png"), "--aligned-faces",
+                 "--overwrite"]) == 0
     again = load_domain(out)
     assert again.count == 2 and again.kind == "tiny things" and again.aligned_faces
     assert main(["export", str(out), "-o", str(tmp_path / "x"), "--domain-kind", "y"]) == 2  # kind without images

@@ -11,7 +11,7 @@ from PIL import Image
 from test_inverter import make_model
 
 from hyperinverter.cli import main
-from hyperinverter.data.portraits import ATTRIBUTE_NAMES, write_portraits
+from hyperinverter.portraits import ATTRIBUTE_NAMES, write_portraits
 from hyperinverter.editing import Direction
 from hyperinverter.evaluation import (METHOD_NAMES, AttributeRegressor, AttributeRegressorConfig,
                                      AttributeTrainConfig, EditabilityConfig, EditabilityMeter, LatentOptConfig,

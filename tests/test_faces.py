@@ -386,13 +386,13 @@ def test_cli_align_and_paste_back(tmp_path, astronaut, aligner, capsys):
     assert pasted.shape == a.shape and np.array_equal(pasted[400:], a[400:])
     assert np.abs(pasted[120, 220] - (255 - a[120, 220])).max() < 40
     capsys.readouterr()
-    # the wrong photo, a broken record: clear errors, exit status 2
+    # the wrong photo, a broken record: clear errors, exit status 2 (--overwrite: result.png exists)
     assert main(["paste-back", "--photo", str(photos / "wall.png"), "--alignment", str(out / "astronaut.json"),
-                 "--edited", str(tmp_path / "edited.png"), "-o", str(result)]) == 2
+                 "--edited", str(tmp_path / "edited.png"), "-o", str(result), "--overwrite"]) == 2
     assert "aligned in a 512x512 photo" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{")
     assert main(["paste-back", "--photo", str(photos / "astronaut.png"), "--alignment", str(tmp_path / "bad.json"),
-                 "--edited", str(tmp_path / "edited.png"), "-o", str(result)]) == 2
+                 "--edited", str(tmp_path / "edited.png"), "-o", str(result), "--overwrite"]) == 2
     assert "not a JSON alignment file" in capsys.readouterr().err
 
 

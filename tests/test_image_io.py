@@ -153,11 +153,11 @@ def test_mode_CMYK(tmp_path):
 
 def test_mode_YCbCr(tmp_path):
     # Converted in memory: Pillow builds differ in how (and whether) they read YCbCr TIFFs back.
-    from hyperinverter.utils.image_io import _to_rgb8
+    from hyperinverter.utils.image_io import to_rgb8
 
     img = Image.fromarray(gradient_rgb()).convert("YCbCr")
     notes = []
-    out = _to_rgb8(img, notes)
+    out = to_rgb8(img, notes)
     assert out.mode == "RGB"
     assert np.array_equal(np.asarray(out), np.asarray(img.convert("RGB")))
     assert notes == ["converted YCbCr to RGB"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hyperinverter.data.portraits import (
+from hyperinverter.portraits import (
     ATTRIBUTE_NAMES,
     ATTRIBUTE_RANGES,
     COLLAR_PATTERNS,

@@ -147,3 +147,23 @@ def test_invert_and_edit_refine_on_the_command_line(cli_setup, capsys):
     assert "codes file" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["invert", str(photos), "--refine", "-1", *common])
+
+
+def test_refinement_is_monotone_in_n_on_the_demo_model():
+    """On the shipped portraits64 and held-out test portraits, more refine steps give a lower error:
+    HyperInverter (N = 0) > N = 5 > N = 20 > N = 60, and w never moves."""
+    from hyperinverter import HyperInverter
+    from hyperinverter.portraits import render_seed, split_seeds
+    from hyperinverter.utils.image_io import pil_to_tensor
+
+    model = HyperInverter.from_pretrained("portraits64")
+    seeds = list(split_seeds("test", 4))
+    x = torch.stack([pil_to_tensor(render_seed(s, 64)[0]) for s in seeds])
+    start = model.invert(x)
+    errors = [_mse(start.image, x)]
+    for steps in (5, 20, 60):
+        out = hi.refine(model, x, start, steps=steps, lr=1e-3)
+        assert torch.equal(out.w, start.w)
+        errors.append(_mse(out.image, x))
+    assert all(b < a for a, b in zip(errors, errors[1:])), errors
+    assert errors[-1] < 0.8 * errors[0], errors

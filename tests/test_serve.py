@@ -310,14 +310,17 @@ def test_page_handlers_work_and_turn_errors_into_messages(server, tmp_path):
 
     h = _Handlers(import_gradio(), server.session)
     sliders = [0.0] * 5 + [1.0]
-    out = h.invert(str(_image(tmp_path / "a.png")), *sliders)
-    recon = out[0]
-    assert len(out) == 10 and "inverted in" in out[6] and "HyperInverter" in out[4] and len(out[5]) == 4
+    out = h.invert(None, str(_image(tmp_path / "a.png")), *sliders)
+    recon = out[0]  # the page session's key into session.store, not the codes themselves
+    assert isinstance(recon, str) and len(recon) >= 16 and server.session.recall(recon).images == {}
+    assert len(out) == 11 and "inverted in" in out[6] and "HyperInverter" in out[4] and len(out[5]) == 4
+    assert out[10] is None  # a new upload clears the refined picture
     assert out[8].startswith("last edit") and out[9]["visible"] is False and out[9]["value"] is None
     # Every picture goes to the page as a file of its own (never a PIL image, which Gradio caches by content
     # hash with a plain rewrite that equal pictures race on: a short download).
     assert all(isinstance(p, str) and Image.open(p).size == (32, 32) for p in out[1:4] + (out[7],))
-    assert np.asarray(Image.open(out[3])).tolist() == np.asarray(recon.images["hyperinverter"]).tolist()
+    fresh = server.session.invert_file(tmp_path / "a.png")
+    assert np.asarray(Image.open(out[3])).tolist() == np.asarray(fresh.images["hyperinverter"]).tolist()
     image, latency = h.edit(recon, *sliders)
     again, _ = h.edit(recon, *sliders)
     assert image != again and Image.open(image).size == (32, 32) and " ms" in latency
@@ -326,14 +329,23 @@ def test_page_handlers_work_and_turn_errors_into_messages(server, tmp_path):
     assert reset[:6] == (0.0,) * 6 and Image.open(reset[6]).size == (32, 32)
     files, status = h.save_edit(recon, *sliders)
     assert len(files) == 2 and status.startswith("saved 2 files")
+    # Refine: tuned weights replace the page's record; the sliders then edit the refined result
+    key, refined, table, status, edited, latency = h.refine(recon, 8, *sliders)
+    kept = server.session.recall(key)
+    assert Image.open(refined).size == (32, 32) and "HyperInverter + refine 8 steps" in table
+    assert "refined (8 steps)" in status and Image.open(edited).size == (32, 32)
+    assert kept.metrics["refined"]["mse"] < kept.metrics["hyperinverter"]["mse"] and kept.prepared.tensor is not None
+    recon = key
+    with pytest.warns(UserWarning, match="refine steps"):
+        h.refine(recon, 0, *sliders)
     gif, strip, gif_files, status = h.interpolate(recon, str(_image(tmp_path / "b.png", seed=2)), 5)
     assert gif.endswith(".gif") and Image.open(strip).size == (5 * 34 + 2, 36) and status.startswith("5 frames")
 
     bad = tmp_path / "bad.png"
     bad.write_text("no pixels here")
     with pytest.warns(UserWarning, match="not an image"):
-        out = h.invert(str(bad), *sliders)
-    assert "not an image" in out[6] and len(out) == 10
+        out = h.invert(recon, str(bad), *sliders)
+    assert "not an image" in out[6] and len(out) == 11 and server.session.recall(recon) is not None
     assert h.edit(None, *sliders)[1] == "upload an image first"
     with pytest.warns(UserWarning, match="upload both"):
         h.interpolate(None, None, 8)

@@ -11,7 +11,7 @@ import torch
 from hyperinverter import Generator
 from hyperinverter.data.folder import DatasetError
 from hyperinverter.data.pairs import LatentPairsDataset
-from hyperinverter.data.portraits import (LATENT_DRAWS, LatentDraws, attributes_from_latent, normalize_latent,
+from hyperinverter.portraits import (LATENT_DRAWS, LatentDraws, attributes_from_latent, normalize_latent,
                                           render_portrait, sample_attributes, write_portraits)
 from hyperinverter.losses import gradient_loss, l1_loss
 from hyperinverter.train import ConfigError, load_train_config
@@ -64,7 +64,7 @@ def test_latent_draw_count_and_bad_latents():
     lengths = set()
     for seed in range(300):
         d = LatentDraws(np.random.default_rng(seed).standard_normal(64))
-        from hyperinverter.data.portraits import _draw_attributes
+        from hyperinverter.portraits.attributes import _draw_attributes
 
         _draw_attributes(d)
         lengths.add(d.k)
@@ -147,7 +147,7 @@ def test_gan_teacher_learns_the_pairs(pairs, tmp_path):
 def test_face_box_holds_the_features():
     """The face crop is where the renderer draws eyes and mouth: the crop differs between a portrait and
     the same portrait with another smile / glasses, and the rest of the image does not."""
-    from hyperinverter.data.portraits import attributes_from_latent, render_portrait
+    from hyperinverter.portraits import attributes_from_latent, render_portrait
     from hyperinverter.train.gan_teacher import face_crop
 
     base = attributes_from_latent(np.random.default_rng(3).standard_normal(Z_DIM))

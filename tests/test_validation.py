@@ -85,7 +85,7 @@ def test_edit_command_refuses_nan_strength_and_a_huge_direction(tmp_path, capsys
                      "--device", "cpu"]) == 2
         assert "--strength must be finite" in capsys.readouterr().err
     huge = tmp_path / "huge.npy"
-    w_dim = HyperInverter.read_config("portraits64").generator["w_dim"]
+    w_dim = HyperInverter.read_config("portraits64").generator.w_dim
     np.save(huge, np.full((1, w_dim), 1e38, np.float32))
     assert main(["edit", str(img), "--direction", str(huge), "--strength", "1", "-o", str(tmp_path / "o"),
                  "--device", "cpu"]) == 2
@@ -139,7 +139,10 @@ def test_malformed_config_json_is_one_line(tmp_path, text, message, capsys):
     (folder / "config.json").write_text(text)
     with pytest.raises(CheckpointError, match=message):
         HyperInverter.read_config(folder)
-    assert main(["invert", str(tmp_path / "none.png"), "--model", str(folder), "-o", str(tmp_path / "o"),
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "x.png")  # a real input: the model's error is the one to see
+    assert main(["invert", str(tmp_path / "x.png"), "--model", str(folder), "-o", str(tmp_path / "o"),
                  "--device", "cpu", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "config.json" in err

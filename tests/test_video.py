@@ -310,7 +310,7 @@ def test_editor_state_resumes_where_it_stopped(tiny_model):
 def portrait_video(tmp_path_factory):
     """A 24-frame 112x80 clip at 12 frames/s (with a sine tone) of a portrait moving and scaling slightly,
     and per frame the mask of its skin."""
-    from hyperinverter.data.portraits import render_portrait, sample_attributes
+    from hyperinverter.portraits import render_portrait, sample_attributes
     from hyperinverter.video.synthetic import place, portrait_clip
 
     folder = tmp_path_factory.mktemp("video")

@@ -83,6 +83,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_existing(paths) -> None:
+    """Named inputs that do not exist stop the command before any model is loaded (one line)."""
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ValueError(f"{missing[0]}: file not found{more}")
+
+
 def _steps_arg(text: str) -> int:
     """argparse type: a whole number of steps >= 0."""
     try:
@@ -161,12 +169,13 @@ def _invert(args: argparse.Namespace, group) -> int:
     main_only = group.is_main
     if args.codes is None:
         args.codes = "half" if args.refine else "compact"
-    error, paths, device = None, [], None
+    error, paths, device, align_names = None, [], None, None
     if args.refine and args.codes == "compact":
         raise ValueError("refined weights are no longer the hypernetworks' per-layer codes: with --refine, write "
                          "--codes half or --codes full")
     try:  # every process checks; one message (from process 0) when any of them fails, before any work
         resolve(args.model)  # a missing model is named first (cheap; loading comes after the output checks)
+        _require_existing(args.images)
         _check_batch_size(args.batch_size)
         if args.align and (group.distributed or args.resume):
             raise ValueError("--align does not combine with torchrun or --resume: run 'hyperinverter align PHOTOS -o "
@@ -174,6 +183,10 @@ def _invert(args: argparse.Namespace, group) -> int:
         paths = iter_image_paths(args.images, skipped=_print_skipped if main_only else None)
         if not args.align:  # refuse clobbering before the model is even loaded
             plan_invert_outputs(paths, args.output, args.overwrite, args.resume)
+        else:  # the crops and records in <output>/aligned and the crops' inversions, checked together
+            from .faces.cli import plan_invert_align
+
+            align_names = plan_invert_align(paths, args.output, args.overwrite)
         device = group.device(args.device)
     except Exception as e:  # noqa: BLE001 - raised again by agree() (on process 0)
         error = e
@@ -181,9 +194,11 @@ def _invert(args: argparse.Namespace, group) -> int:
     model = load_model(args.model, device, verbose=main_only)
     align_failed = []
     if args.align:  # cut out each photo's face first (crops + JSON in <output>/aligned); the crops are inverted
-        from .faces.cli import align_files
+        from .faces.cli import align_files, check_crop_inversions
 
-        aligned = align_files(paths, args.output / "aligned", model.resolution, landmarks=args.landmarks)
+        aligned = align_files(paths, args.output / "aligned", model.resolution, landmarks=args.landmarks,
+                              names=align_names)
+        check_crop_inversions(paths, aligned.crops, args.output)  # never a photo, even with --overwrite
         align_failed, paths = aligned.failed, aligned.crops
         for _, message in align_failed:
             print(f"skipped: {message}", file=sys.stderr)
@@ -222,6 +237,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     bad = [s_ for s_ in args.strength if not math.isfinite(s_)]
     if bad:
         raise ValueError(f"--strength must be finite numbers, got {', '.join(str(b) for b in bad)}")
+    _require_existing([args.image])
     direction_path = find_direction(args.direction, args.model)
     from_codes = is_codes_file(args.image)  # a codes file of 'invert': rendered, not inverted again
     if from_codes and args.align:
@@ -284,6 +300,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
     if isinstance(args.steps, bool) or args.steps < 2:
         raise ValueError(f"--steps must be at least 2, got {args.steps}")
+    _require_existing([args.image_a, args.image_b])
     plan = OutputPlan(inputs=[args.image_a, args.image_b], overwrite=args.overwrite)
     plan.add_folder_files(args.output, [f"frame_{i:03d}.png" for i in range(args.steps)] +
                           ["strip.png", "interpolation.gif"] + (["interpolation.mp4"] if args.mp4 else []))
@@ -349,13 +366,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_directions(args: argparse.Namespace) -> int:
-    import csv
-
-    import torch
-    from safetensors.torch import load_file
-
-    from .editing import (Direction, compute_ganspace, fit_interfacegan, save_direction, save_ganspace,
-                          sefa_directions)
+    from .editing import (Direction, compute_ganspace, fit_interfacegan, labelled_codes, save_direction,
+                          save_ganspace, sefa_directions)
     from .workflows import generator_from
 
     from .utils.outputs import OutputPlan, check_writable
@@ -378,24 +390,8 @@ def cmd_directions(args: argparse.Namespace) -> int:
 
     if args.action == "fit":
         planned([args.name or args.attribute], [args.labels])
-        rows = {}
-        with open(args.labels, newline="") as fh:
-            reader = csv.DictReader(fh)
-            if args.attribute not in (reader.fieldnames or []):
-                raise ValueError(f"{args.labels}: no column {args.attribute!r} (columns: {reader.fieldnames})")
-            for row in reader:
-                rows[Path(row.get("file") or row.get("filename") or "").stem] = float(row[args.attribute])
-        codes, labels = [], []
-        for path in sorted(Path(args.codes).glob("*.codes.safetensors")):
-            stem = path.name[: -len(".codes.safetensors")]
-            if stem in rows:
-                codes.append(load_file(str(path))["w"].reshape(-1))
-                labels.append(rows[stem])
-        if len(codes) < 4:
-            raise ValueError(f"only {len(codes)} codes in {args.codes} have a label in {args.labels} "
-                             "(codes are matched to the 'file' column by name)")
-        direction, report = fit_interfacegan(torch.stack(codes), torch.tensor(labels), method=args.method,
-                                             name=args.name or args.attribute)
+        codes, labels = labelled_codes(args.codes, args.labels, args.attribute)
+        direction, report = fit_interfacegan(codes, labels, method=args.method, name=args.name or args.attribute)
         path = save_direction(direction, out)
         print(f"wrote {path} from {len(codes)} codes; held-out accuracy {report.get('holdout_accuracy')}")
         return 0
@@ -431,19 +427,21 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
     from .inverter import HyperInverter
     from .pretrained import resolve
 
-    model_dir = resolve(args.model)
-    model = HyperInverter.from_pretrained(model_dir, device=choose_device(args.device))
-    attributes = args.attributes or list(DEMO_ATTRIBUTES)
-    from .utils.outputs import OutputPlan
+    from .checkpoints import CONFIG_NAME, WEIGHTS_NAME
+    from .utils.outputs import OutputPlan, check_writable
 
-    plan = OutputPlan(overwrite=args.overwrite)
+    model_dir = resolve(args.model)
+    attributes = args.attributes or list(DEMO_ATTRIBUTES)
+    out = Path(args.output) if args.output else model_dir / "directions"
+    # before any work: never the model's own files, existing directions only with --overwrite
+    plan = OutputPlan(inputs=[model_dir / CONFIG_NAME, model_dir / WEIGHTS_NAME], overwrite=args.overwrite)
     for a in attributes:
-        plan.add_folder_files(Path(args.output) if args.output else model_dir / "directions",
-                              [f"{a}.safetensors", f"{a}.json"])
+        plan.add_folder_files(out, [f"{a}.safetensors", f"{a}.json"], what=f"--attributes {a}")
     plan.check()
+    check_writable(out)
+    model = HyperInverter.from_pretrained(model_dir, device=choose_device(args.device))
     with tqdm(total=args.count, unit="img", desc="render + encode") as bar:
         data = encode_portraits(model, args.count, progress=bar.update)
-    out = Path(args.output) if args.output else model_dir / "directions"
     for direction, report in fit_portrait_directions(data, attributes, method=args.method):
         path = save_direction(direction, out)
         print(f"{direction.name}: held-out accuracy {report['holdout_accuracy']:.3f}, default strength "
@@ -456,8 +454,16 @@ def cmd_data_portraits(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .data.portraits import write_portraits
+    from .portraits import split_seeds, write_portraits
+    from .utils.outputs import OutputPlan, check_writable
 
+    # Every file is planned before any work: existing portraits and labels are replaced only with --overwrite.
+    seeds = range(args.count) if args.latents else split_seeds(args.split, args.count, args.start)
+    plan = OutputPlan(overwrite=args.overwrite)
+    plan.add_folder_files(args.output, [f"{seed:07d}.png" for seed in seeds] + ["labels.json", "labels.csv"]
+                          + (["latents.npy"] if args.latents else []))
+    plan.check()
+    check_writable(args.output)
     latents, what = None, f"{args.split} seeds from {args.start}"
     if args.latents:
         latents = np.random.default_rng(args.start).standard_normal([args.count, args.latents]).astype(np.float32)
@@ -470,49 +476,39 @@ def cmd_data_portraits(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import dataclasses
+    from .workflows import model_info
 
-    from .stylegan2.formats import load_discriminator, load_generator
-
-    from .checkpoints import CONFIG_NAME
-    from .checkpoints.pretrained import read_json_file
-    from .domain import load_domain
-    from .inverter import HyperInverter
-    from .pretrained import resolve
-
-    source = Path(args.source) if Path(args.source).exists() else resolve(args.source)  # a file, folder or name
-    config_file = source / CONFIG_NAME
-    meta = read_json_file(config_file) if config_file.is_file() else None  # size-capped, one line on errors
-    if isinstance(meta, dict) and meta.get("class") == "HyperInverter":
-        if args.network == "discriminator":
-            raise ValueError(f"{args.source}: a HyperInverter model holds no discriminator (its folder may have a "
-                             "discriminator/ sub-folder from convert-official --with-discriminator)")
-        model = HyperInverter.from_pretrained(source)
-        G = model.generator
-        info = {"class": "HyperInverter", "folder": str(source), "elements_per_part": model.parameter_counts(),
-                "targets": [t.name for t in model.targets],
-                "generator": {"resolution": G.img_resolution, "num_ws": G.num_ws, "w_dim": G.w_dim,
-                              "z_dim": G.z_dim},
-                "config": dataclasses.asdict(model.config)}
-        record = load_domain(source)
-        if record is not None:
-            info["domain"] = dataclasses.asdict(record)
-        print(json.dumps(info, indent=2))
-        return 0
-    loader = load_discriminator if args.network == "discriminator" else load_generator
-    model = loader(source)
-    info = {"class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
-            "config": dataclasses.asdict(model.config)}
-    if hasattr(model, "num_ws"):
-        info["num_ws"] = model.num_ws
-    print(json.dumps(info, indent=2))
+    print(json.dumps(model_info(args.source, args.network), indent=2))
     return 0
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, unless the text already says it or there is none to say;
+    descriptions and epilogs are printed as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            return text
+        shown = " ".join(str(v) for v in default) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help (and its sub-commands' help) shows defaults (see :class:`_HelpFormatter`)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .demo.names import DEMO_ATTRIBUTES
     from .editing.strength import STRENGTH_HELP
 
-    parser = argparse.ArgumentParser(prog="hyperinverter", description=__doc__)
+    parser = _Parser(prog="hyperinverter", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hyperinverter {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -521,19 +517,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", "-m", "--generator", "-g", dest="generator", default=None, metavar="MODEL_OR_FILE",
                    help="a model name or folder (e.g. portraits64, faces-hd128: its generator) or a generator file "
                         "or folder (NVIDIA .pkl, .pt/.pth, .safetensors, save_pretrained folder); required")
-    p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-15"), help="latent seeds, e.g. 0-15 or 1,4,9")
+    p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-15"), help="latent seeds, e.g. 0-15 or 1,4,9 (default 0-15)")
     p.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1 = off)")
-    p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const",
+                   help="per-pixel noise: the stored constant buffers, fresh random noise, or none")
+    p.add_argument("--batch-size", type=int, default=8, help="images per generator pass")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
-    p.add_argument("--output", "-o", type=Path, default=Path("out/generate/grid.png"))
+    p.add_argument("--output", "-o", type=Path, default=Path("out/generate/grid.png"), help="grid PNG to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("convert", help="convert a generator/discriminator file to our format (config.json + safetensors)")
     p.add_argument("source", type=Path)
     p.add_argument("output", type=Path)
-    p.add_argument("--network", choices=["generator", "discriminator"], default="generator")
+    p.add_argument("--network", choices=["generator", "discriminator"], default="generator",
+                   help="which network of the file to read")
     p.add_argument("--fp16", action="store_true", help="store tensors in float16 (half the size)")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an existing output folder")
     p.set_defaults(func=cmd_convert)
@@ -561,8 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("invert", help="invert images: reconstruction, phase-I image and codes per image")
     p.add_argument("images", nargs="+", type=Path, help="image files or folders")
     model_args(p)
-    p.add_argument("--output", "-o", type=Path, default=Path("out/invert"))
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--output", "-o", type=Path, default=Path("out/invert"),
+                   help="folder for <name>.png, <name>_w.png and <name>.codes.safetensors")
+    p.add_argument("--batch-size", type=int, default=8, help="images per encoder pass")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--align", action="store_true", help="FFHQ-align the face of each photo first (dlib)")
     p.add_argument("--landmarks", type=Path, default=None, help="dlib 68-landmark model file for --align")
@@ -586,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one or more strengths (default -1 1): " + STRENGTH_HELP)
     p.add_argument("--layers", default=None, help="rows of ws to move, 'first:stop' (default: the direction's own "
                                                   "rows, else all)")
-    p.add_argument("--output", "-o", type=Path, default=Path("out/edit"))
+    p.add_argument("--output", "-o", type=Path, default=Path("out/edit"), help="folder for the edits and the strip")
     p.add_argument("--align", action="store_true", help="FFHQ-align the photo's face first (dlib) and also write "
                                                         "each edit pasted back into the photo (<name>_..._photo)")
     p.add_argument("--landmarks", type=Path, default=None, help="dlib 68-landmark model file for --align")
@@ -598,10 +597,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image_a", type=Path, help="an image, or a <name>.codes.safetensors written by 'invert'")
     p.add_argument("image_b", type=Path, help="an image, or a <name>.codes.safetensors written by 'invert'")
     model_args(p)
-    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--steps", type=int, default=8, help="frames from the first image to the second, both included")
     p.add_argument("--frame-ms", type=int, default=80, help="GIF frame duration")
     p.add_argument("--mp4", action="store_true", help="also write interpolation.mp4 (H.264; hyperinverter[media])")
-    p.add_argument("--output", "-o", type=Path, default=Path("out/interpolate"))
+    p.add_argument("--output", "-o", type=Path, default=Path("out/interpolate"),
+                   help="folder for the frames, strip.png and the GIF")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     p.set_defaults(func=cmd_interpolate)
 
@@ -622,56 +622,62 @@ def build_parser() -> argparse.ArgumentParser:
     q = dsub.add_parser("fit", help="fit a boundary from inverted codes (hyperinverter invert) and a labels CSV")
     q.add_argument("--codes", type=Path, required=True, help="folder of <name>.codes.safetensors")
     q.add_argument("--labels", type=Path, required=True, help="CSV with a 'file' column and attribute columns")
-    q.add_argument("--attribute", required=True)
-    q.add_argument("--method", choices=["svm", "logistic"], default="svm")
-    q.add_argument("--name", default=None)
-    q.add_argument("--output", "-o", type=Path, default=Path("out/directions"))
+    q.add_argument("--attribute", required=True, help="the CSV column to fit a direction for")
+    q.add_argument("--method", choices=["svm", "logistic"], default="svm",
+                   help="linear classifier whose normal is the direction (InterFaceGAN: svm)")
+    q.add_argument("--name", default=None, help="file name of the direction (default: the attribute)")
+    q.add_argument("--output", "-o", type=Path, default=Path("out/directions"), help="folder for the direction")
     q.add_argument("--overwrite", action="store_true", help="replace existing direction files")
     q = dsub.add_parser("fit-portraits", help="fit boundaries for portrait attributes (the demo domain) from "
                                               "freshly rendered, exactly labelled portraits")
     q.add_argument("--model", "-m", required=True, help="HyperInverter folder or shipped name (its E1 gives w)")
-    q.add_argument("--attributes", nargs="+", default=None, help="default: smile yaw hair_lightness glasses")
+    q.add_argument("--attributes", nargs="+", default=None,
+                   help=f"portrait attributes to fit (default: {' '.join(DEMO_ATTRIBUTES)})")
     q.add_argument("--count", type=int, default=2000, help="training-split portraits to render and encode")
-    q.add_argument("--method", choices=["svm", "logistic"], default="svm")
-    q.add_argument("--device", default="auto")
+    q.add_argument("--method", choices=["svm", "logistic"], default="svm",
+                   help="linear classifier whose normal is the direction (InterFaceGAN: svm)")
+    q.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     q.add_argument("--output", "-o", type=Path, default=None, help="default: <model>/directions")
     q.add_argument("--overwrite", action="store_true", help="replace existing direction files")
     q = dsub.add_parser("pca", help="GANSpace components of the mapping network's w")
     q.add_argument("--generator", "-g", "--model", "-m", dest="generator", required=True, metavar="MODEL_OR_FILE",
                    help="a model name or folder (its generator) or a generator file or folder")
-    q.add_argument("--num", type=int, default=16)
-    q.add_argument("--samples", type=int, default=100_000)
-    q.add_argument("--output", "-o", type=Path, default=Path("out/directions"))
+    q.add_argument("--num", type=int, default=16, help="principal components to keep")
+    q.add_argument("--samples", type=int, default=100_000, help="random codes w the PCA is computed from")
+    q.add_argument("--output", "-o", type=Path, default=Path("out/directions"), help="folder for the components")
     q.add_argument("--overwrite", action="store_true", help="replace existing direction files")
     q = dsub.add_parser("sefa", help="SeFa closed-form directions from the style (affine) weights")
     q.add_argument("--generator", "-g", "--model", "-m", dest="generator", required=True, metavar="MODEL_OR_FILE",
                    help="a model name or folder (its generator) or a generator file or folder")
-    q.add_argument("--num", type=int, default=16)
-    q.add_argument("--output", "-o", type=Path, default=Path("out/directions"))
+    q.add_argument("--num", type=int, default=16, help="directions to keep (largest singular values first)")
+    q.add_argument("--output", "-o", type=Path, default=Path("out/directions"), help="folder for the directions")
     q.add_argument("--overwrite", action="store_true", help="replace existing direction files")
     p.set_defaults(func=cmd_directions)
 
     p = sub.add_parser("data", help="make data sets")
     dsub = p.add_subparsers(dest="dataset", required=True)
     q = dsub.add_parser("portraits", help="render procedural portraits (the offline demo domain) with labels")
-    q.add_argument("--count", type=int, required=True)
-    q.add_argument("--output", "-o", type=Path, required=True)
+    q.add_argument("--count", type=int, required=True, help="number of portraits")
+    q.add_argument("--output", "-o", type=Path, required=True, help="folder for the PNGs and labels.csv/.json")
     q.add_argument("--split", choices=["train", "val", "test"], default="train",
                    help="disjoint seed ranges: a test portrait is never a training one")
-    q.add_argument("--size", type=int, default=64)
+    q.add_argument("--size", type=int, default=64, help="side of each portrait in pixels")
     q.add_argument("--start", type=int, default=0, help="first seed index within the split (with --latents: the "
                                                         "numpy seed of the latents)")
     q.add_argument("--latents", type=int, default=0, metavar="Z_DIM",
                    help="draw each portrait from a Gaussian vector of this size instead of a seed (z -> portrait "
                         "pairs for training the demo generator; see attributes_from_latent); writes latents.npy")
-    q.add_argument("--workers", type=int, default=1)
-    q.add_argument("--quiet", action="store_true")
+    q.add_argument("--workers", type=int, default=1, help="rendering processes")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.add_argument("--overwrite", action="store_true",
+                   help="replace portraits and labels already in the output folder (default: refuse, listing them)")
     q.set_defaults(func=cmd_data_portraits)
 
     p = sub.add_parser("info", help="print the configuration of a model (name or folder) or of a "
                                     "generator/discriminator file")
     p.add_argument("source", help="a model name or folder, or a generator/discriminator file or folder")
-    p.add_argument("--network", choices=["generator", "discriminator"], default="generator")
+    p.add_argument("--network", choices=["generator", "discriminator"], default="generator",
+                   help="which network of the file to read")
     p.set_defaults(func=cmd_info)
 
     # Commands defined in their own modules: each has `add_commands(sub)` and imports torch only when run.

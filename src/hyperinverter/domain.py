@@ -113,13 +113,11 @@ class DomainRecord:
 
 # ------------------------------------------------------------------------------------------- files
 def save_domain(record: DomainRecord, folder: PathLike) -> Path:
-    """Write ``<folder>/domain.json``; returns its path."""
-    path = Path(folder) / DOMAIN_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record.to_dict(), indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Write ``<folder>/domain.json`` atomically (:func:`~hyperinverter.utils.outputs.write_text_atomic`);
+    returns its path. Whether it may replace an existing record is the caller's decision."""
+    from .utils.outputs import write_text_atomic
+
+    return write_text_atomic(Path(folder) / DOMAIN_FILE, json.dumps(record.to_dict(), indent=2) + "\n")
 
 
 def load_domain(model: PathLike) -> Optional[DomainRecord]:

@@ -10,7 +10,6 @@ Module names follow the official checkpoint (``w_encoder``, ``w_bar_encoder``, `
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Optional, Sequence, Union
@@ -27,6 +26,7 @@ from .precision import precision_of_dtype, resolve_precision
 from .stylegan2 import Generator, GeneratorConfig
 from .stylegan2.residuals import Residuals, cat_residuals, lerp_residuals, raw_items
 from .stylegan2.synthesis import NOISE_MODES
+from .utils.dataclass_config import dataclass_from_dict
 
 #: Input images beyond [-INPUT_RANGE_LIMIT, INPUT_RANGE_LIMIT] are refused (the model expects [-1, 1]; the margin
 #: leaves room for resampling overshoot).
@@ -51,37 +51,32 @@ LayerRange = Union[None, slice, range, Sequence[int], tuple]
 class HyperInverterConfig:
     """Everything needed to build a :class:`HyperInverter` (stored in ``config.json``)."""
 
-    generator: dict = field(default_factory=lambda: dataclasses.asdict(GeneratorConfig()))  # GeneratorConfig fields.
-    w_encoder: dict = field(default_factory=lambda: dataclasses.asdict(WEncoderConfig()))  # WEncoderConfig fields.
-    layer_encoder: dict = field(default_factory=lambda: dataclasses.asdict(LayerWiseEncoderConfig()))  # E2 fields.
+    # Nested configs: their dataclasses, or the dicts config.json stores (converted and validated).
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)  # The frozen StyleGAN2.
+    w_encoder: WEncoderConfig = field(default_factory=WEncoderConfig)  # E1.
+    layer_encoder: LayerWiseEncoderConfig = field(default_factory=LayerWiseEncoderConfig)  # E2.
     hidden_dim: int = 128  # D: size of each layer's code (official scripts 128, paper 256).
     targets: str = "conv"  # Which generator weights get residuals (see hypernet.TARGET_SETS).
     encoder_input_size: int = 256  # Images are resized to this (bilinear, no antialias) before E1 and E2.
     noise_mode: str = "const"  # Generator noise used for both renders.
 
     def __post_init__(self):
-        # Normalise nested configs to plain dicts (validated by their own dataclasses).
-        self.generator = dataclasses.asdict(_as(GeneratorConfig, self.generator))
-        self.w_encoder = dataclasses.asdict(_as(WEncoderConfig, self.w_encoder))
-        self.layer_encoder = dataclasses.asdict(_as(LayerWiseEncoderConfig, self.layer_encoder))
+        self.generator = g = dataclass_from_dict(GeneratorConfig, self.generator, path="generator")
+        self.w_encoder = dataclass_from_dict(WEncoderConfig, self.w_encoder, path="w_encoder")
+        self.layer_encoder = dataclass_from_dict(LayerWiseEncoderConfig, self.layer_encoder, path="layer_encoder")
         if self.targets not in TARGET_SETS:
             raise ValueError(f"targets must be one of {TARGET_SETS}, got {self.targets!r}")
         if self.noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {self.noise_mode!r}")
         if not isinstance(self.hidden_dim, int) or self.hidden_dim < 1:
             raise ValueError(f"hidden_dim must be a positive integer, got {self.hidden_dim!r}")
-        g = GeneratorConfig(**self.generator)
-        if self.w_encoder["w_dim"] != g.w_dim:
-            raise ValueError(f"the W-encoder outputs w_dim={self.w_encoder['w_dim']}, the generator takes {g.w_dim}")
-        if self.layer_encoder["num_slots"] < g.num_ws:
-            raise ValueError(f"the layer-wise encoder has {self.layer_encoder['num_slots']} slots; a "
+        if self.w_encoder.w_dim != g.w_dim:
+            raise ValueError(f"the W-encoder outputs w_dim={self.w_encoder.w_dim}, the generator takes {g.w_dim}")
+        if self.layer_encoder.num_slots < g.num_ws:
+            raise ValueError(f"the layer-wise encoder has {self.layer_encoder.num_slots} slots; a "
                              f"{g.img_resolution}px generator needs {g.num_ws}")
         if self.encoder_input_size < 32 or self.encoder_input_size % 32:
             raise ValueError(f"encoder_input_size must be a positive multiple of 32, got {self.encoder_input_size}")
-
-
-def _as(cls, value):
-    return value if isinstance(value, cls) else cls(**value)
 
 
 def _shape(t) -> str:
@@ -235,12 +230,47 @@ class HyperInverter(PretrainedMixin, nn.Module):
 
     config_class = HyperInverterConfig
 
-    def __init__(self, **config):
+    def __init__(
+        self,
+        generator: Union[GeneratorConfig, dict, None] = None,
+        w_encoder: Union[WEncoderConfig, dict, None] = None,
+        layer_encoder: Union[LayerWiseEncoderConfig, dict, None] = None,
+        hidden_dim: int = 128,
+        targets: str = "conv",
+        encoder_input_size: int = 256,
+        noise_mode: str = "const",
+    ):
+        """A new (untrained) inverter; the defaults are the official FFHQ model (config-f 1024 px generator,
+        IR-SE-50 encoders, 18 slots, hidden_dim 128). :meth:`from_pretrained` loads a trained one,
+        :meth:`from_generator` wraps the weights of an existing generator.
+
+        The arguments are the fields of :class:`HyperInverterConfig` (kept as ``self.config``, the record that
+        ``save_pretrained`` writes). Nested configs are given as their dataclasses or as the dicts ``config.json``
+        stores; ``self.config`` holds them as dataclasses (``model.config.generator.w_dim``).
+
+        Args:
+            generator: the frozen StyleGAN2 (:class:`GeneratorConfig`); None = config-f at 1024 px.
+            w_encoder: E1 (:class:`WEncoderConfig`); its ``w_dim`` must be the generator's. None = IR-SE-50, 512.
+            layer_encoder: E2 (:class:`LayerWiseEncoderConfig`), with at least the generator's ``num_ws`` slots.
+                None = IR-SE-50 with 18 slots.
+            hidden_dim: D, the size of each target layer's code (official scripts 128, paper 256).
+            targets: which generator weights get residuals, one of :data:`~hyperinverter.hypernet.TARGET_SETS`.
+            encoder_input_size: images are resized to this side (bilinear, no antialias) before E1 and E2; a
+                multiple of 32 that leaves E2 maps of at least 2x2.
+            noise_mode: generator noise for both renders, one of
+                :data:`~hyperinverter.stylegan2.synthesis.NOISE_MODES`.
+        Raises:
+            ValueError, TypeError: values the configs refuse, or parts that do not fit together.
+        """
         super().__init__()
-        self.config = cfg = HyperInverterConfig(**config)
-        self.generator = Generator(**cfg.generator).requires_grad_(False).eval()
-        self.w_encoder = WEncoder(**cfg.w_encoder)
-        self.w_bar_encoder = LayerWiseEncoder(**cfg.layer_encoder)
+        self.config = cfg = HyperInverterConfig(
+            generator=GeneratorConfig() if generator is None else generator,
+            w_encoder=WEncoderConfig() if w_encoder is None else w_encoder,
+            layer_encoder=LayerWiseEncoderConfig() if layer_encoder is None else layer_encoder,
+            hidden_dim=hidden_dim, targets=targets, encoder_input_size=encoder_input_size, noise_mode=noise_mode)
+        self.generator = Generator.from_config(cfg.generator).requires_grad_(False).eval()
+        self.w_encoder = WEncoder.from_config(cfg.w_encoder)
+        self.w_bar_encoder = LayerWiseEncoder.from_config(cfg.layer_encoder)
         self.targets = target_layers(self.generator.synthesis, cfg.targets)
         code_size = cfg.encoder_input_size // self.w_bar_encoder.output_reduction
         if code_size < 2:  # the fusion's InstanceNorm needs more than one spatial element
@@ -257,8 +287,7 @@ class HyperInverter(PretrainedMixin, nn.Module):
     def from_generator(cls, generator: Generator, w_encoder: Union[WEncoderConfig, dict],
                        layer_encoder: Union[LayerWiseEncoderConfig, dict], **config) -> "HyperInverter":
         """A new (untrained) inverter around a copy of ``generator``'s weights."""
-        model = cls(generator=dataclasses.asdict(generator.config), w_encoder=_dict(w_encoder),
-                    layer_encoder=_dict(layer_encoder), **config)
+        model = cls(generator=generator.config, w_encoder=w_encoder, layer_encoder=layer_encoder, **config)
         model.generator.load_state_dict(generator.state_dict())
         return model
 
@@ -618,7 +647,3 @@ class HyperInverter(PretrainedMixin, nn.Module):
         count = lambda m: sum(t.numel() for t in m.state_dict().values())  # noqa: E731
         return {"w_encoder": count(self.w_encoder), "w_bar_encoder": count(self.w_bar_encoder),
                 "hypernet": count(self.hypernet), "generator": count(self.generator)}
-
-
-def _dict(cfg) -> dict:
-    return cfg if isinstance(cfg, dict) else dataclasses.asdict(cfg)

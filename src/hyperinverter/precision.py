@@ -21,7 +21,8 @@ from typing import Iterator, Optional, Union
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+from .precision_names import PRECISIONS  # torch-free: the command line lists them
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Synthesis blocks (from the highest resolution down) that run in reduced precision (NVlabs: 4).
 REDUCED_BLOCKS = 4

@@ -69,7 +69,7 @@ def _leaf_parsers(parser: argparse.ArgumentParser, name: str = ""):
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     """Add ``--threads`` to every leaf command of ``parser`` (where it has none) and the speed options
     to :data:`INFERENCE_COMMANDS`."""
-    from .precision import PRECISIONS
+    from .precision_names import PRECISIONS
 
     for name, p in _leaf_parsers(parser):
         if "--threads" not in p._option_string_actions:

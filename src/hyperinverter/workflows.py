@@ -451,28 +451,18 @@ def generator_from(spec: PathLike, device: Union[str, torch.device] = "cpu") -> 
     Raises:
         CheckpointError: not a generator file and not a model (the message names the shipped models).
     """
-    import json
-
     from safetensors import safe_open
 
-    from .checkpoints import CONFIG_NAME, WEIGHTS_NAME, load_state_dict_checked
+    from .checkpoints import WEIGHTS_NAME, load_state_dict_checked
     from .errors import CheckpointError
-    from .stylegan2.formats import load_generator
+    from .pretrained import resolve
+    from .stylegan2.formats import load_generator, saved_class
 
-    path = Path(spec)
-    if not path.exists():
-        from .pretrained import resolve
-
-        path = resolve(spec)  # a model name, or a clear error naming the models
-    config_file = path / CONFIG_NAME
-    if path.is_dir() and config_file.is_file():
-        try:
-            is_inverter = json.loads(config_file.read_text()).get("class") == "HyperInverter"
-        except (ValueError, OSError, AttributeError):
-            is_inverter = False
-        if is_inverter:
+    path = resolve(spec)  # the file or folder itself, a model name, or a clear error naming the models
+    if path.is_dir():
+        if saved_class(path) == "HyperInverter":
             config = HyperInverter.read_config(path)
-            generator = Generator(**config.generator)
+            generator = Generator.from_config(config.generator)
             weights = path / WEIGHTS_NAME
             try:
                 with safe_open(str(weights), framework="pt") as fh:
@@ -484,6 +474,52 @@ def generator_from(spec: PathLike, device: Union[str, torch.device] = "cpu") -> 
     return load_generator(path, device=device), str(spec)
 
 
+def model_info(spec: PathLike, network: str = "generator") -> dict:
+    """What ``hyperinverter info`` shows about a model, as a JSON-ready dict.
+
+    Args:
+        spec: a HyperInverter folder or model name (shipped or downloaded), or a generator / discriminator file
+            or folder in any format :func:`~hyperinverter.stylegan2.formats.load_generator` reads.
+        network: ``"generator"`` or ``"discriminator"`` for a GAN file (a HyperInverter holds no discriminator).
+
+    Returns:
+        For a HyperInverter: ``class``, ``folder``, ``elements_per_part``, ``targets``, ``generator`` (resolution,
+        ``num_ws``, ``w_dim``, ``z_dim``), ``config`` and, when recorded, ``domain``. For a GAN network:
+        ``class``, ``parameters``, ``config`` and (generators) ``num_ws``.
+    """
+    import dataclasses
+
+    from .domain import load_domain
+    from .pretrained import resolve
+    from .stylegan2.formats import load_discriminator, load_generator, saved_class
+
+    if network not in ("generator", "discriminator"):
+        raise ValueError(f"network must be 'generator' or 'discriminator', got {network!r}")
+    source = resolve(spec)  # a file, folder or name
+    if saved_class(source) == "HyperInverter":
+        if network == "discriminator":
+            raise ValueError(f"{spec}: a HyperInverter model holds no discriminator (its folder may have a "
+                             "discriminator/ sub-folder from convert-official --with-discriminator)")
+        model = HyperInverter.from_pretrained(source)
+        G = model.generator
+        info = {"class": "HyperInverter", "folder": str(source), "elements_per_part": model.parameter_counts(),
+                "targets": [t.name for t in model.targets],
+                "generator": {"resolution": G.img_resolution, "num_ws": G.num_ws, "w_dim": G.w_dim,
+                              "z_dim": G.z_dim},
+                "config": dataclasses.asdict(model.config)}
+        record = load_domain(source)
+        if record is not None:
+            info["domain"] = dataclasses.asdict(record)
+        return info
+    loader = load_discriminator if network == "discriminator" else load_generator
+    net = loader(source)
+    info = {"class": type(net).__name__, "parameters": sum(p.numel() for p in net.parameters()),
+            "config": dataclasses.asdict(net.config)}
+    if hasattr(net, "num_ws"):
+        info["num_ws"] = net.num_ws
+    return info
+
+
 def load_single(path: Path, size: int) -> tuple[torch.Tensor, list[str]]:
     """One image as a batch of 1, raising :class:`ImageLoadError` with the path on any problem."""
     batch, ok, failed, notes = load_images([path], size, on_error="raise")
@@ -493,5 +529,5 @@ def load_single(path: Path, size: int) -> tuple[torch.Tensor, list[str]]:
 
 __all__ = ["CODES_FORMATS", "DirectionError", "ImageLoadError", "InvertReport", "find_direction", "generator_from",
            "input_stem", "invert_files", "is_codes_file", "load_codes", "load_direction", "load_inversion",
-           "load_single", "make_grid", "parse_layers", "plan_invert_outputs", "save_codes", "save_image",
+           "load_single", "make_grid", "model_info", "parse_layers", "plan_invert_outputs", "save_codes", "save_image",
            "unique_stems", "write_gif"]

@@ -9,6 +9,10 @@ Nothing a folder declares is allocated before it is checked: ``config.json`` is 
 model is built under an allocation budget set by the tensors ``model.safetensors`` declares
 (:func:`build_within_budget`), so a config that asks for more than the weights hold is refused in one line
 instead of allocating until the machine dies.
+
+``from_pretrained`` builds the model on the ``meta`` device (:mod:`hyperinverter.checkpoints.meta`: no memory,
+no random initialisation) and makes the file's tensors its parameters and buffers
+(``load_state_dict(assign=True)``), then computes the buffers no file holds (:meth:`PretrainedMixin.non_persistent_buffers`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Optional, Type, TypeVar, Union
 
@@ -25,8 +30,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError, DeclaredSizeError
+from ..utils.dataclass_config import dataclass_from_dict
 from ..utils.limits import (MAX_CONFIG_BYTES, allocation_budget, check_config_limits, describe, describe_all,
                             exception_text)
+from ..utils.outputs import atomic_write, write_text_atomic
+from .meta import meta_device
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -40,16 +48,12 @@ PathLike = Union[str, os.PathLike]
 
 
 def config_from_dict(config_class: Type[Any], values: dict, source: str) -> Any:
-    """Build a config dataclass from a dict, refusing unknown keys with a message naming ``source``."""
-    fields = {f.name for f in dataclasses.fields(config_class)}
-    unknown = [k for k in values if k not in fields]
-    if unknown:
-        raise CheckpointError(f"{source}: unknown {config_class.__name__} fields {describe_all(unknown)}")
+    """Build a config dataclass from a dict a file declares: its numbers within the limits
+    (:func:`~hyperinverter.utils.limits.check_config_limits`), then
+    :func:`~hyperinverter.utils.dataclass_config.dataclass_from_dict` (unknown keys and values of the wrong
+    type refused); every failure is one :class:`CheckpointError` line naming ``source`` and the field."""
     check_config_limits(values, source)
-    try:
-        return config_class(**values)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{source}: invalid {config_class.__name__}: {exception_text(e)}") from None
+    return dataclass_from_dict(config_class, values, source, error=CheckpointError)
 
 
 def read_json_file(path: Path, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
@@ -68,13 +72,6 @@ def read_json_file(path: Path, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
         raise CheckpointError(f"{path}: not valid JSON ({exception_text(e, 200)})") from None
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path`` (utils.outputs.atomic_write)."""
-    from ..utils.outputs import atomic_write
-
-    atomic_write(path, write)
 
 
 class PretrainedMixin:
@@ -105,8 +102,10 @@ class PretrainedMixin:
             "hyperinverter_version": __version__,
             "config": dataclasses.asdict(self.config),
         }
-        _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"class": meta["class"]}))
-        _atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+        # each file through a temporary file beside it, flushed to the disk, then renamed over the old one
+        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"class": meta["class"]}),
+                     fsync=True)
+        write_text_atomic(directory / CONFIG_NAME, json.dumps(meta, indent=2) + "\n", fsync=True)
         return directory
 
     @classmethod
@@ -140,6 +139,11 @@ class PretrainedMixin:
         :mod:`hyperinverter.pretrained`, e.g. ``"portraits64"``). Weights stored in float16 are cast to ``dtype``.
         The config is checked against the limits, and the model built within a budget set by the tensors the
         weights file declares, before anything it asks for is allocated (see :func:`build_within_budget`).
+
+        The model is built on the ``meta`` device (shapes only: no memory, no random initialisation) and the
+        tensors read from the file become its parameters and buffers (``load_state_dict(assign=True)``); the
+        buffers a state dict does not hold (non-persistent ones) are then computed from the config
+        (:meth:`non_persistent_buffers`). Loading costs one copy of the weights, not two.
         """
         directory = _resolve(directory)
         config = cls.read_config(directory)
@@ -148,13 +152,26 @@ class PretrainedMixin:
             raise CheckpointError(f"{directory}: no {WEIGHTS_NAME}")
         stored = sum(math.prod(shape) for shape in safetensors_shapes(weights).values())
         model = build_within_budget(cls, dataclasses.asdict(config), stored, f"{directory / CONFIG_NAME}",
-                                    f"{WEIGHTS_NAME} holds {stored:,} elements")
+                                    f"{WEIGHTS_NAME} holds {stored:,} elements", device="meta")
         try:
             state = load_file(str(weights))
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"{weights}: unreadable safetensors file ({exception_text(e)})") from None
-        load_state_dict_checked(model, state, str(weights))  # type: ignore[arg-type]
+        load_state_dict_checked(model, state, str(weights), assign=True)  # type: ignore[arg-type]
+        materialize_non_persistent_buffers(model)  # type: ignore[arg-type]
         return model.to(device=device, dtype=dtype).eval()  # type: ignore[attr-defined,return-value]
+
+    def non_persistent_buffers(self) -> dict[str, torch.Tensor]:
+        """The values of this module's non-persistent buffers (``register_buffer(..., persistent=False)``),
+        by name relative to it, computed from ``self.config`` on the default device (the CPU when
+        :func:`materialize_non_persistent_buffers` asks).
+
+        A model built on the ``meta`` device (:meth:`from_pretrained`) gets its parameters and persistent buffers
+        from the file, and these from here; a class that registers non-persistent buffers overrides this and
+        registers what it returns in ``__init__``, so both ways give the same values. Nested models answer for
+        their own buffers. The default: none.
+        """
+        return {}
 
 
 def _resolve(directory: PathLike) -> Path:
@@ -205,18 +222,23 @@ def safetensors_shapes(path: Path) -> dict[str, tuple]:
 
 
 def build_within_budget(cls: Type[T], config: Mapping[str, Any], stored: int, source: str,
-                        holds: str = "") -> T:
+                        holds: str = "", device: Union[str, torch.device, None] = None) -> T:
     """``cls(**config)`` for a config a file declares, checked before anything it asks for is allocated.
 
     The config's numbers must be within the limits (:func:`~hyperinverter.utils.limits.check_config_limits`),
     and building may create at most ``2 * stored + MAX_UNSTORED_ELEMENTS`` tensor elements
     (:func:`~hyperinverter.utils.limits.allocation_budget`): a model whose weights must come from the file
     cannot be much larger than the file. The released models need 1.2-1.5 times their stored elements.
+    The budget counts what the factory calls ask for on every device, ``meta`` included, so a model built
+    on ``meta`` is refused exactly where a real one would be.
 
     Args:
         stored: tensor elements the file holds for the model.
         source: the file that declares the config (for messages).
         holds: what holds the ``stored`` elements, for the message (e.g. "model.safetensors holds 1,234 elements").
+        device: build under ``torch.device(device)`` (``"meta"``: shapes only, through
+            :func:`~hyperinverter.checkpoints.meta.meta_device`, to be loaded with ``load_state_dict(assign=True)``);
+            None = the default device.
     Raises:
         DeclaredSizeError: a number over its limit, or a model that outgrows the budget (named, one line).
         CheckpointError: a config its class refuses.
@@ -224,8 +246,12 @@ def build_within_budget(cls: Type[T], config: Mapping[str, Any], stored: int, so
     check_config_limits(config, source)
     limit = 2 * stored + MAX_UNSTORED_ELEMENTS
     what = f"{source}: a {cls.__name__} of this configuration" + (f" ({holds})" if holds else "")
+    if device is None:
+        place: Any = nullcontext()
+    else:
+        place = meta_device() if torch.device(device).type == "meta" else torch.device(device)
     try:
-        with allocation_budget(limit, what):
+        with allocation_budget(limit, what), place:
             return cls(**config)
     except DeclaredSizeError:
         raise
@@ -233,11 +259,60 @@ def build_within_budget(cls: Type[T], config: Mapping[str, Any], stored: int, so
         raise CheckpointError(f"{source}: invalid {cls.__name__} configuration: {exception_text(e)}") from None
 
 
-def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with one readable error listing missing, unexpected and mis-shaped keys."""
+def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str,
+                            assign: bool = False) -> None:
+    """``load_state_dict(strict=True)`` with one readable error listing missing, unexpected and mis-shaped keys.
+
+    Args:
+        assign: the tensors of ``state`` (cast to the model's dtypes) become the model's parameters and buffers
+            instead of being copied into them: for a model built on the ``meta`` device. Parameters keep their
+            ``requires_grad``; a model that shares one parameter between two names is refused (assigning would
+            untie them).
+    """
     own = model.state_dict()
     _check_keys_and_shapes(state, {k: tuple(v.shape) for k, v in own.items()}, type(model).__name__, source)
     for k, v in state.items():
         if not torch.isfinite(v).all() and v.is_floating_point():
             raise CheckpointError(f"{source}: tensor {describe(k, 80)} contains NaN or infinite values")
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    if assign:
+        params = list(model.named_parameters(remove_duplicate=False))
+        if len({id(p) for _, p in params}) != len(params):
+            raise RuntimeError(f"{type(model).__name__} shares parameters between names; load it without assign")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True, assign=assign)
+
+
+def materialize_non_persistent_buffers(model: torch.nn.Module) -> None:
+    """Give the non-persistent buffers of a model built on ``meta`` and loaded with ``assign=True`` their values.
+
+    Every :class:`PretrainedMixin` module inside ``model`` (``model`` itself included) sets the buffers its
+    :meth:`~PretrainedMixin.non_persistent_buffers` computes, within an allocation budget of
+    ``MAX_UNSTORED_ELEMENTS`` (they follow from a config a file declares).
+
+    Raises:
+        RuntimeError: a parameter or buffer is still on ``meta`` afterwards (a class registers a non-persistent
+            buffer that its ``non_persistent_buffers`` does not compute: a bug of that class, named here).
+    """
+    with allocation_budget(MAX_UNSTORED_ELEMENTS, f"the non-persistent buffers of a {type(model).__name__}"), \
+            torch.device("cpu"):
+        for module in model.modules():
+            if not isinstance(module, PretrainedMixin):
+                continue
+            values = module.non_persistent_buffers()
+            if not values:
+                continue
+            buffers, stored = dict(module.named_buffers()), module.state_dict().keys()  # type: ignore[attr-defined]
+            for name, value in values.items():
+                if name not in buffers or name in stored:
+                    raise RuntimeError(f"{type(module).__name__}.non_persistent_buffers() returns {name!r}, which is "
+                                       "not a non-persistent buffer of it")
+                owner_name, _, leaf = name.rpartition(".")
+                owner = module.get_submodule(owner_name)  # type: ignore[attr-defined]
+                current = buffers[name]
+                if current is not None and tuple(current.shape) != tuple(value.shape):
+                    raise RuntimeError(f"{type(module).__name__}.non_persistent_buffers(): {name!r} has shape "
+                                       f"{list(value.shape)}, the module registers {list(current.shape)}")
+                setattr(owner, leaf, value)
+    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if left:
+        raise RuntimeError(f"{type(model).__name__}: {len(left)} tensors were neither loaded nor computed (e.g. "
+                           f"{left[:4]}): its non_persistent_buffers() must return every non-persistent buffer")

@@ -63,7 +63,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "HyperInverter.from_pretrained(NAME) find them by name afterwards.")
     p.add_argument("names", nargs="*", metavar="NAME", help="models, files or groups (see --list)")
     p.add_argument("--list", action="store_true", help="list every downloadable name with its source and status")
-    p.add_argument("--force", action="store_true", help="fetch and convert again what is already in the cache")
+    p.add_argument("--force", "--overwrite", dest="force", action="store_true",
+                   help="fetch and convert again what is already in the cache, replacing it once the new copy is "
+                        "complete and checked (default: keep what is in the cache; a converted model folder is "
+                        "replaced whole, files you added to it included)")
     p.add_argument("--fp16", action="store_true", help="store converted models in float16 (half the size)")
     p.add_argument("--base", default=None, metavar="URL",
                    help="a mirror holding every file under its published name: fetch <URL>/<file name> instead "

@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from .. import home
 from ..errors import CheckpointError
+from ..utils.outputs import OutputPlan, check_writable, write_text_atomic
 from .catalog import Catalog, RemoteFile, ZooModel, default_catalog
 from .checks import check_file
 from .fetch import FetchOptions, download_to_part, part_path, source_of
@@ -46,6 +49,9 @@ def fetch_file(remote: RemoteFile, options: Optional[FetchOptions] = None, force
                log: Callable[[str], None] = print) -> Path:
     """The checked file ``remote`` in the cache (``<home>/files/<filename>``), downloaded if needed.
 
+    ``force``: fetch again from zero; the file in the cache is replaced only once the new one is complete and
+    checked (a failed download leaves it as it was).
+
     Raises:
         DownloadError: it could not be downloaded (a partial download stays as ``.part`` for resuming).
         CheckpointError: it downloaded but is not the file it should be; it is deleted, nothing is installed.
@@ -54,7 +60,6 @@ def fetch_file(remote: RemoteFile, options: Optional[FetchOptions] = None, force
     if dest.is_file() and not force:
         return dest
     if force:
-        dest.unlink(missing_ok=True)
         part_path(dest).unlink(missing_ok=True)
     options = options or FetchOptions()
     resumed = part_path(dest).is_file()
@@ -79,20 +84,28 @@ def convert_model(model: ZooModel, files: dict[str, Path], catalog: Catalog, fp1
 
     out = home.models_dir() / model.name
     tmp = out.with_name(f".{model.name}.converting-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    old = out.with_name(f".{model.name}.replaced-{os.getpid()}")
+    for stale in (tmp, old):
+        if stale.exists():
+            shutil.rmtree(stale)
     log(f"{model.name}: converting (HyperInverter {files[model.checkpoint].name} + W-encoder "
         f"{files[model.w_encoder].name} + generator {files[model.generator].name})")
     try:
         loaded = load_official(files[model.checkpoint], files[model.w_encoder], files[model.generator])
         loaded.model.save_pretrained(tmp, dtype=torch.float16 if fp16 else None)
         _write_extras(model, files, catalog, tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        if out.exists():  # the earlier conversion stays whole until the new one is in place
+            os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if old.exists() and not out.exists():
+                os.replace(old, out)
+            raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        for leftover in (tmp, old):
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
     return out
 
 
@@ -114,7 +127,33 @@ def _write_extras(model: ZooModel, files: dict[str, Path], catalog: Catalog, fol
                        folder / "directions")
     record = {"model": model.name, "description": model.description, "paper": paper,
               "files": {catalog.files[f].filename: catalog.files[f].source for f in model.files}}
-    (folder / "source.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_text_atomic(folder / "source.json", json.dumps(record, indent=2) + "\n")
+
+
+def _local_source(remote: RemoteFile, options: FetchOptions) -> Optional[Path]:
+    """The file a ``file://`` source (a mirror on this machine) names; None for a remote address."""
+    url = urllib.parse.urlsplit(source_of(remote, options))
+    if url.scheme != "file":
+        return None
+    return Path(urllib.request.url2pathname(url.path))
+
+
+def plan_downloads(remotes: Iterable[RemoteFile], options: FetchOptions, force: bool = False) -> None:
+    """Check what a download will write before anything is fetched: no file in the cache may be its own source
+    (a ``file://`` mirror pointing into the cache), even with ``force``; files already in the cache are
+    kept unless ``force`` (they are not fetched at all)."""
+    remotes = list(remotes)
+    plan = OutputPlan(inputs=[p for p in (_local_source(r, options) for r in remotes) if p is not None],
+                      overwrite=force)
+    fetching = False
+    for remote in remotes:
+        dest = home.files_dir() / remote.filename
+        if force or not dest.is_file():
+            plan.add(dest, remote.name)
+            fetching = True
+    plan.check()
+    if fetching:
+        check_writable(home.files_dir())
 
 
 def download(names: Iterable[str], catalog: Optional[Catalog] = None, options: Optional[FetchOptions] = None,
@@ -135,6 +174,7 @@ def download(names: Iterable[str], catalog: Optional[Catalog] = None, options: O
     """
     catalog = catalog or default_catalog()
     models, remotes = catalog.expand(names)
+    plan_downloads(remotes, options or FetchOptions(), force)
     report = DownloadReport()
     for remote in remotes:
         was_there = (home.files_dir() / remote.filename).is_file() and not force
@@ -172,4 +212,5 @@ def list_rows(catalog: Optional[Catalog] = None, options: Optional[FetchOptions]
     return rows
 
 
-__all__ = ["DownloadReport", "INTERFACEGAN_STRENGTH", "convert_model", "download", "fetch_file", "list_rows"]
+__all__ = ["DownloadReport", "INTERFACEGAN_STRENGTH", "convert_model", "download", "fetch_file", "list_rows",
+           "plan_downloads"]

@@ -6,9 +6,10 @@ construction, and loads them one at a time through :func:`hyperinverter.utils.im
 
 Checking at construction (``check=``):
 
-* ``"header"`` (default): opens each file's header with Pillow (no pixel decode) and applies the same
-  size limits as ``load_image`` (``min_size``, ``max_pixels``). Fast; catches non-images, empty files,
-  corrupt headers, too small / too large images. Truncated pixel data is only found when loading.
+* ``"header"`` (default): reads each file's header (:func:`~hyperinverter.utils.image_io.read_image_size`, no
+  pixel decode) with the same size limits as ``load_image`` (``min_size``, ``max_pixels``). Fast; catches
+  non-images, empty files, corrupt headers, too small / too large images. Truncated pixel data is only found
+  when loading.
 * ``"full"``: also decodes every image with ``load_image``. Slow; meant for small data sets.
 * ``"none"``: no check (and no notice about non-square images).
 
@@ -41,12 +42,10 @@ import logging
 import operator
 import os
 import re
-import warnings
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
 import torch
-from PIL import Image
 
 from ..errors import HyperInverterError
 from ..utils.image_io import (
@@ -55,6 +54,7 @@ from ..utils.image_io import (
     IMAGE_EXTENSIONS,
     ImageLoadError,
     load_image,
+    read_image_size,
 )
 
 log = logging.getLogger(__name__)
@@ -145,33 +145,6 @@ def _list_images(root: Path) -> Tuple[List[Path], List[Tuple[Path, str]]]:
     return [p for _, p in found], problems
 
 
-def _probe_header(path: Path, max_pixels: Optional[int], min_size: int) -> Tuple[int, int]:
-    """``(width, height)`` from the file header, without decoding pixels; raises ImageLoadError."""
-    try:
-        if path.stat().st_size == 0:
-            raise ImageLoadError(path, "the file is empty (0 bytes)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-    except ImageLoadError:
-        raise
-    except Image.DecompressionBombError as e:
-        raise ImageLoadError(path, f"the image is too large: {e}") from e
-    except Exception as e:  # UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError...
-        reason = str(e) or type(e).__name__
-        if isinstance(e, Image.UnidentifiedImageError):
-            reason = "not an image Pillow can read"
-        raise ImageLoadError(path, f"cannot open the image: {reason}") from e
-    if w <= 0 or h <= 0:
-        raise ImageLoadError(path, f"the image has no pixels ({w}x{h})")
-    if max_pixels is not None and w * h > max_pixels:
-        raise ImageLoadError(path, f"the image is too large: {w}x{h} pixels, more than max_pixels={max_pixels}")
-    if w < min_size or h < min_size:
-        raise ImageLoadError(path, f"the image is too small: {w}x{h} pixels, at least {min_size}x{min_size} needed")
-    return w, h
-
-
 class ImageFolderDataset(torch.utils.data.Dataset):
     """Images under a folder (recursively) as float32 ``[3, R, R]`` tensors in [-1, 1].
 
@@ -247,7 +220,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                 break
             if check != "none":
                 try:
-                    w, h = _probe_header(p, max_pixels, min_size)
+                    w, h = read_image_size(p, max_pixels=max_pixels, min_size=min_size)
                     if check == "full":
                         load_image(p, resolution, resample=resample, max_pixels=max_pixels, min_size=min_size)
                 except ImageLoadError as e:

@@ -1,7 +1,7 @@
 """(z, image) pairs: a folder of images with the latent each one was drawn from (``latents.npy``).
 
 ``hyperinverter data portraits --latents Z_DIM`` writes such a folder: file ``{i:07d}.png`` is the portrait of
-row ``i`` of ``latents.npy`` (:func:`~hyperinverter.data.portraits.attributes_from_latent`). The demo
+row ``i`` of ``latents.npy`` (:func:`~hyperinverter.portraits.attributes_from_latent`). The demo
 generator learns that map (``train gan-teacher``) and the W encoder can be told the true code of each
 training image.
 """

@@ -15,15 +15,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..devices import choose_device
     from ..inverter import HyperInverter
     from ..pretrained import resolve
-    from .run import DemoOptions, run_demo
+    from .run import DemoOptions, plan_demo_outputs, run_demo
 
-    device = choose_device(args.device)
     model_dir = resolve(args.model)
-    model = HyperInverter.from_pretrained(model_dir, device=device)
-    print(f"model: {args.model} ({model.resolution}px), device {device}")
     options = DemoOptions(count=args.count, start=args.start, directions=args.directions, strength=args.strength,
                           interpolation_steps=args.interpolation_steps, samples=args.samples, seed=args.seed,
                           batch_size=args.batch_size)
+    plan_demo_outputs(args.output, args.images, options, model_dir, args.overwrite)  # before any work
+    device = choose_device(args.device)
+    model = HyperInverter.from_pretrained(model_dir, device=device)
+    print(f"model: {args.model} ({model.resolution}px), device {device}")
     with torch.no_grad():  # scoped: the CLI may run inside another program (tests, notebooks)
         report = run_demo(model, args.output, images=args.images, model_dir=model_dir, options=options)
     for note in report.notes:
@@ -51,32 +52,74 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..pretrained import resolve
 
     source = resolve(args.source)
-    if args.validation and not (args.domain_kind or (source / DOMAIN_FILE).is_file()):
-        print("note: no --domain-kind given: out-of-domain messages will say 'its training images'")
     if Path(args.output).resolve() == source.resolve():
         raise ValueError("export: the output folder must differ from the source")
+    if args.directions is not None and not Path(args.directions).is_dir():
+        raise ValueError(f"{args.directions}: no such folder (--directions)")
+    copies = _plan_export(source, Path(args.output), args)  # before any work: nothing replaced unasked
+    if args.validation and not (args.domain_kind or (source / DOMAIN_FILE).is_file()):
+        print("note: no --domain-kind given: out-of-domain messages will say 'its training images'")
     model = HyperInverter.from_pretrained(source)
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": None}[args.dtype]
+    record = _domain_record(model, source, args.validation, args.domain_kind, args.aligned_faces, args.batch_size)
     out = model.save_pretrained(args.output, dtype=dtype)
     copied = []
-    for folder in [source / "directions"] + ([Path(args.directions)] if args.directions else []):
-        if folder.is_dir():
-            target = out / "directions"
-            target.mkdir(exist_ok=True)
-            for f in sorted(folder.iterdir()):
-                if f.is_file():
-                    shutil.copy2(f, target / f.name)
-                    copied.append(f.name)
-    record = _domain_record(model, source, args.validation, args.domain_kind, args.aligned_faces, args.batch_size)
+    for f, target in copies:
+        _copy_atomic(f, target)
+        if target.parent == out / "directions":
+            copied.append(f.name)
     if record is not None:
         save_domain(record, out)
-    elif (source / DOMAIN_FILE).is_file():
-        shutil.copy2(source / DOMAIN_FILE, out / DOMAIN_FILE)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"wrote {out} ({args.dtype}, {size / 2 ** 20:.1f} MiB{', directions: ' + str(len(copied)) + ' files' if copied else ''})")
     if record is not None:
         print(_describe_record(record, out))
     return 0
+
+
+def _files_of(paths) -> list:
+    """The given files, and the files directly inside the given folders (what a command reads from them)."""
+    out = []
+    for p in paths or []:
+        p = Path(p)
+        out += sorted(q for q in p.iterdir() if q.is_file()) if p.is_dir() else [p]
+    return out
+
+
+def _copy_atomic(src: Path, target: Path) -> Path:
+    """Copy ``src`` (with its times) through a temporary file renamed over ``target``."""
+    from ..utils.outputs import atomic_write
+
+    return atomic_write(target, lambda tmp: shutil.copy2(src, tmp))
+
+
+def _plan_export(source: Path, out: Path, args: argparse.Namespace) -> list:
+    """Check every file ``export`` writes before any work: ``config.json``, ``model.safetensors``, each
+    direction file copied to ``directions/`` (from the source's ``directions/`` and ``--directions``) and
+    ``domain.json``. Refused in one line naming the files: an output that is one of the inputs (the source's
+    files, the direction files, the validation images; even with ``--overwrite``), two files copied to one
+    name, outputs that exist unless ``--overwrite``. Returns the ``(source file, target)`` copies to make."""
+    from ..checkpoints import CONFIG_NAME, WEIGHTS_NAME
+    from ..domain import DOMAIN_FILE
+    from ..utils.outputs import OutputPlan, check_writable
+
+    folders = [source / "directions"]
+    if args.directions and Path(args.directions).resolve() != folders[0].resolve():  # the same folder: once
+        folders.append(Path(args.directions))
+    inputs = _files_of([source, *folders]) + _files_of(args.validation)
+    plan = OutputPlan(inputs=inputs, overwrite=args.overwrite)
+    plan.add_folder_files(out, [CONFIG_NAME, WEIGHTS_NAME])
+    copies = []
+    for folder in folders:
+        for f in _files_of([folder]) if folder.is_dir() else []:
+            copies.append((f, plan.add(out / "directions" / f.name, str(f))))
+    if args.validation:
+        plan.add(out / DOMAIN_FILE, "the measured domain record")
+    elif (source / DOMAIN_FILE).is_file():
+        copies.append((source / DOMAIN_FILE, plan.add(out / DOMAIN_FILE, str(source / DOMAIN_FILE))))
+    plan.check()
+    check_writable(out)
+    return copies
 
 
 def _domain_record(model, source: Path, images, kind, aligned_faces, batch_size):
@@ -107,11 +150,22 @@ def cmd_domain_stats(args: argparse.Namespace) -> int:
     from ..inverter import HyperInverter
     from ..pretrained import resolve
 
+    from ..checkpoints import CONFIG_NAME, WEIGHTS_NAME
+    from ..domain import DOMAIN_FILE
+    from ..utils.outputs import OutputPlan, check_writable
+
     folder = resolve(args.model)
+    target = Path(args.output or folder)
+    # The record replaces the model's own domain.json only with --overwrite; never a weight or an image.
+    plan = OutputPlan(inputs=[folder / CONFIG_NAME, folder / WEIGHTS_NAME, *_files_of(args.images)],
+                      overwrite=args.overwrite)
+    plan.add(target / DOMAIN_FILE)
+    plan.check()
+    check_writable(target)
     model = HyperInverter.from_pretrained(folder, device=choose_device(args.device))
     aligned = True if args.aligned_faces else (False if args.not_aligned_faces else None)
     record = _domain_record(model, folder, args.images, args.kind, aligned, args.batch_size)
-    out = save_domain(record, args.output or folder)
+    out = save_domain(record, target)
     print(f"wrote {out}")
     print(_describe_record(record, folder))
     return 0
@@ -126,23 +180,27 @@ def add_commands(sub) -> None:
                                     "and write grids, a GIF, metrics and index.html")
     p.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model folder or shipped name (default {DEFAULT_MODEL})")
     p.add_argument("--images", nargs="+", type=Path, default=None, help="your own images instead of portraits")
-    p.add_argument("--output", "-o", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--output", "-o", type=Path, default=DEFAULT_OUT, help="folder for index.html and the figures")
     p.add_argument("--count", type=int, default=6, help="held-out portraits to render (without --images)")
     p.add_argument("--start", type=int, default=0, help="first test-split seed index of those portraits")
     p.add_argument("--directions", nargs="+", default=None, help="direction names (default: the model's own)")
     p.add_argument("--strength", type=float, default=1.0,
                    help="edits at -strength and +strength (default 1): " + STRENGTH_HELP)
-    p.add_argument("--interpolation-steps", type=int, default=12)
+    p.add_argument("--interpolation-steps", type=int, default=12, help="frames of the interpolation GIF")
     p.add_argument("--samples", type=int, default=16, help="random generator samples to show (0: none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0, help="seed of the generator samples (samples.png)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per encoder pass")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an earlier demo in the output folder (default: refuse, listing them; "
+                        "an input image or a model file is never replaced)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("export", help="re-save a HyperInverter folder (float16 by default) with its directions")
     p.add_argument("source", help="a HyperInverter folder (save_pretrained) or a shipped model name")
-    p.add_argument("--output", "-o", type=Path, required=True)
-    p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16")
+    p.add_argument("--output", "-o", type=Path, required=True, help="folder to write the model to")
+    p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16",
+                   help="dtype of the stored weights (float16 halves the folder; results stay float32)")
     p.add_argument("--directions", type=Path, default=None, help="also copy the direction files of this folder")
     p.add_argument("--validation", nargs="+", type=Path, default=None, metavar="IMAGES",
                    help="validation image files or folders: record the typical phase-I PSNR in OUT_DIR/domain.json "
@@ -154,6 +212,9 @@ def add_commands(sub) -> None:
     p.add_argument("--aligned-faces", action="store_true", default=None,
                    help="the model takes FFHQ-aligned face crops (what --align makes)")
     p.add_argument("--batch-size", type=int, default=16, help="images per pass when measuring --validation")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing files in the output folder (default: refuse, listing them; the source's "
+                        "files are never replaced)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("domain-stats", help="measure a model's typical phase-I PSNR on validation images and write "
@@ -168,8 +229,11 @@ def add_commands(sub) -> None:
     q.add_argument("--not-aligned-faces", action="store_true", help="the model does not take aligned face crops")
     p.add_argument("--output", "-o", type=Path, default=None, help="folder to write domain.json to (default: the "
                                                                    "model's folder)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="images per encoder pass")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing domain.json (default: refuse; the model's weights and the images are "
+                        "never replaced)")
     p.set_defaults(func=cmd_domain_stats)
 
 

@@ -2,7 +2,7 @@
 
 Each portrait is rendered from its seed, inverted to ``w`` by the model's phase-I encoder (the codes
 that edits move), and an InterFaceGAN boundary is fitted per attribute on those codes. Besides the
-attributes of :data:`~hyperinverter.data.portraits.ATTRIBUTE_NAMES`, a few derived ones are offered
+attributes of :data:`~hyperinverter.portraits.ATTRIBUTE_NAMES`, a few derived ones are offered
 (``hair_lightness``: the mean of the hair colour's channels).
 """
 
@@ -14,9 +14,10 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..data.portraits import ATTRIBUTE_NAMES, render_seed, split_seeds
+from ..portraits import ATTRIBUTE_NAMES, render_seed, split_seeds
 from ..editing import Direction, fit_interfacegan
 from ..utils.image_io import pil_to_tensor
+from .names import DEMO_ATTRIBUTES
 
 #: Attributes computed from others: ``name -> (description, function of the label vector [N, A])``.
 DERIVED_ATTRIBUTES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
@@ -25,7 +26,6 @@ DERIVED_ATTRIBUTES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = 
 }
 #: The directions the shipped demo model carries (``benchmarks/bench_demo_quality.py`` measures each: held-out
 #: accuracy of the fit, the attribute change at the default strength, entanglement with the others).
-DEMO_ATTRIBUTES = ("smile", "yaw", "tilt", "glasses", "hair_lightness", "skin_tone")
 
 
 def attribute_values(labels: np.ndarray, attribute: str) -> np.ndarray:

@@ -5,6 +5,11 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from ..utils.outputs import write_text_atomic
+
+#: The page's file name in the demo folder.
+INDEX_NAME = "index.html"
+
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 img.pix { image-rendering: pixelated; max-width: 100%; }
@@ -64,9 +69,7 @@ def write_index(report, source: str, resolution: int) -> Path:
     for note in report.notes:
         parts.append(f"<p class='note'>{html.escape(note)}</p>")
     parts.append("</body></html>\n")
-    path = root / "index.html"
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+    return write_text_atomic(root / INDEX_NAME, "\n".join(parts))
 
 
-__all__ = ["write_index"]
+__all__ = ["INDEX_NAME", "write_index"]

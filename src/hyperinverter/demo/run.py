@@ -4,6 +4,7 @@ and write grids, a GIF, per-image metrics and an ``index.html`` that shows it al
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import time
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from ..data.portraits import render_seed, split_seeds
+from ..portraits import render_seed, split_seeds
 from ..domain import load_domain, outside_messages
 from ..editing import Direction, load_direction_file
 from ..errors import HyperInverterError
@@ -23,12 +24,15 @@ from ..inverter import HyperInverter, InversionResult
 from ..metrics.image import mse, psnr, ssim
 from ..utils.image_io import load_images, pil_to_tensor
 from ..utils.images import to_uint8
-from ..workflows import DIRECTION_SUFFIXES, unique_stems, write_gif
+from ..utils.outputs import OutputPlan, atomic_write, check_writable, unique_output_names, write_text_atomic
+from ..workflows import DIRECTION_SUFFIXES, write_gif
 from .directions import DEMO_ATTRIBUTES
-from .html import write_index
+from .html import INDEX_NAME, write_index
 
 PHASES = {"phase1": "phase I (W encoder)", "hyperinverter": "HyperInverter (W + Δθ)"}
 METRICS = ("mse", "psnr", "ssim")
+#: The files of one image in ``<out_dir>/images`` (``{}`` is the image's output name).
+IMAGE_OUTPUTS = ("{}_input.png", "{}_phase1.png", "{}_hyperinverter.png")
 
 
 @dataclass
@@ -138,6 +142,50 @@ def _fmt_strength(s: float) -> str:
     return f"{s:+.2g}"
 
 
+def _save_png(image: Image.Image, path: Path) -> Path:
+    """Write a PIL image as PNG atomically (a failed write leaves an existing file as it was)."""
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    return path
+
+
+def image_output_names(paths: Sequence[Path]) -> list[str]:
+    """One output name per input image (same order), such that no two images share a file of
+    :data:`IMAGE_OUTPUTS` (``a.jpg``, ``a.png`` -> ``a``, ``a_1``); the names :func:`run_demo` uses."""
+    return unique_output_names([Path(p) for p in paths], IMAGE_OUTPUTS)
+
+
+def plan_demo_outputs(out_dir: Path, images: Optional[Sequence[Path]] = None, options: Optional[DemoOptions] = None,
+                      model_dir: Optional[Path] = None, overwrite: bool = False) -> OutputPlan:
+    """Check, before any work, every file :func:`run_demo` may write into ``out_dir`` (grid, GIF, samples,
+    metrics, ``index.html``, ``images/<name>_*.png``): refused in one line naming the files when one would
+    replace an input image or a file of the model's folder (even with ``overwrite``), or exists already and
+    ``overwrite`` is off. ``out_dir`` is then tried for writing. Returns the checked plan."""
+    opts = options or DemoOptions()
+    out_dir = Path(out_dir)
+    inputs = [Path(p) for p in images or []]
+    if model_dir is not None:
+        for folder in (Path(model_dir), Path(model_dir) / "directions"):
+            if folder.is_dir():
+                inputs += [f for f in folder.iterdir() if f.is_file()]
+    plan = OutputPlan(inputs=inputs, overwrite=overwrite)
+    if images:
+        names, count = image_output_names(images), len(images)
+    else:
+        names, count = [f"portrait_{s}" for s in split_seeds("test", opts.count, opts.start)], opts.count
+    files = ["grid.png", "metrics.csv", "metrics.json", INDEX_NAME]
+    if count >= 2 and opts.interpolation_steps >= 2:
+        files += ["interpolation.gif", "interpolation.png"]
+    if opts.samples > 0:
+        files.append("samples.png")
+    plan.add_folder_files(out_dir, files)
+    for i, name in enumerate(names):
+        plan.add_folder_files(out_dir / "images", [p.format(name) for p in IMAGE_OUTPUTS],
+                              what=str(images[i]) if images else name)
+    plan.check()
+    check_writable(out_dir)
+    return plan
+
+
 @torch.no_grad()
 def run_demo(model: HyperInverter, out_dir: Path, images: Optional[Sequence[Path]] = None,
              model_dir: Optional[Path] = None, options: Optional[DemoOptions] = None,
@@ -146,7 +194,8 @@ def run_demo(model: HyperInverter, out_dir: Path, images: Optional[Sequence[Path
 
     Args:
         model: the inverter (on the device to use).
-        out_dir: output folder (created; only the demo's own file names are written).
+        out_dir: output folder (created; only the demo's own file names are written, each atomically).
+            Whether they may replace files there is the caller's decision: :func:`plan_demo_outputs` checks.
         images: the user's image files; None renders ``options.count`` held-out portraits.
         model_dir: the model's folder, where ``directions/`` is looked up.
     """
@@ -168,7 +217,10 @@ def run_demo(model: HyperInverter, out_dir: Path, images: Optional[Sequence[Path
         if batch is None:
             raise HyperInverterError("none of the given images could be read: " +
                                      "; ".join(m for _, m in failed))
-        names = unique_stems(ok)
+        planned: dict[Path, list[str]] = {}  # the names of all given images (plan_demo_outputs), in order
+        for path, name in zip(paths, image_output_names(paths)):
+            planned.setdefault(path, []).append(name)
+        names = [planned[path].pop(0) for path in ok]
         source = f"{len(ok)} of your images"
     else:
         batch, names = held_out_portraits(opts.count, opts.start, model.resolution)
@@ -207,8 +259,7 @@ def run_demo(model: HyperInverter, out_dir: Path, images: Optional[Sequence[Path
             columns.append(f"{d.name} {'-' if sign < 0 else '+'}")
     rows = [[batch[i], result.image_w[i], result.image[i]] + [e[i] for e in edited] for i in range(len(names))]
     grid = labelled_grid(rows, columns, row_labels=[f"{n}" for n in names])
-    report.files["grid"] = out_dir / "grid.png"
-    grid.save(report.files["grid"])
+    report.files["grid"] = _save_png(grid, out_dir / "grid.png")
 
     # -- interpolation between the first two inversions (w and every Δθ blended)
     if len(names) >= 2 and opts.interpolation_steps >= 2:
@@ -216,8 +267,7 @@ def run_demo(model: HyperInverter, out_dir: Path, images: Optional[Sequence[Path
                                    batch_size=opts.batch_size).image
         report.files["interpolation_gif"] = write_gif(frames, out_dir / "interpolation.gif", duration_ms=90)
         strip = labelled_grid([list(frames)], [f"t={k / (len(frames) - 1):.2f}" for k in range(len(frames))])
-        report.files["interpolation_strip"] = out_dir / "interpolation.png"
-        strip.save(report.files["interpolation_strip"])
+        report.files["interpolation_strip"] = _save_png(strip, out_dir / "interpolation.png")
     else:
         report.notes.append("interpolation needs two images; skipped")
 
@@ -229,23 +279,22 @@ def run_demo(model: HyperInverter, out_dir: Path, images: Optional[Sequence[Path
         cols = int(math.ceil(math.sqrt(opts.samples)))
         rows_s = [list(samples[i:i + cols]) for i in range(0, opts.samples, cols)]
         rows_s[-1] += [torch.ones_like(samples[0])] * (cols - len(rows_s[-1]))
-        report.files["samples"] = out_dir / "samples.png"
-        labelled_grid(rows_s, [""] * cols).save(report.files["samples"])
+        report.files["samples"] = _save_png(labelled_grid(rows_s, [""] * cols), out_dir / "samples.png")
 
     # -- per-image files, metrics and the page
     img_dir = out_dir / "images"
     img_dir.mkdir(exist_ok=True)
     for i, name in enumerate(names):
-        for tag, img in (("input", batch[i]), ("phase1", result.image_w[i]), ("hyperinverter", result.image[i])):
-            Image.fromarray(to_uint8(img[None])[0]).save(img_dir / f"{name}_{tag}.png")
-    report.files["metrics_csv"] = out_dir / "metrics.csv"
-    with open(report.files["metrics_csv"], "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(report.per_image[0]))
-        writer.writeheader()
-        writer.writerows(report.per_image)
+        for pattern, img in zip(IMAGE_OUTPUTS, (batch[i], result.image_w[i], result.image[i])):
+            _save_png(Image.fromarray(to_uint8(img[None])[0]), img_dir / pattern.format(name))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(report.per_image[0]), lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(report.per_image)
+    report.files["metrics_csv"] = atomic_write(out_dir / "metrics.csv",
+                                               lambda tmp: Path(tmp).write_bytes(buf.getvalue().encode("utf-8")))
     report.seconds["total"] = time.perf_counter() - t0
-    report.files["metrics_json"] = out_dir / "metrics.json"
-    report.files["metrics_json"].write_text(json.dumps({
+    report.files["metrics_json"] = write_text_atomic(out_dir / "metrics.json", json.dumps({
         "source": source, "resolution": model.resolution, "mean": report.summary, "per_image": report.per_image,
         "directions": report.directions, "options": asdict(opts), "seconds": report.seconds,
         "notes": report.notes, "warnings": report.warnings}, indent=2, default=str) + "\n")
@@ -253,5 +302,5 @@ def run_demo(model: HyperInverter, out_dir: Path, images: Optional[Sequence[Path
     return report
 
 
-__all__ = ["DemoOptions", "DemoReport", "held_out_portraits", "labelled_grid", "model_directions",
-           "per_image_metrics", "run_demo"]
+__all__ = ["DemoOptions", "DemoReport", "IMAGE_OUTPUTS", "held_out_portraits", "image_output_names", "labelled_grid",
+           "model_directions", "per_image_metrics", "plan_demo_outputs", "run_demo"]

@@ -14,6 +14,7 @@ _EXPORTS = {
         "load_direction_file", "load_ganspace", "save_direction", "save_ganspace")},
     **{name: ".fit" for name in (
         "SefaDirections", "compute_ganspace", "fit_interfacegan", "sefa_directions", "sefa_matrix")},
+    **{name: ".labels" for name in ("labelled_codes", "read_labels")},
     "STRENGTH_HELP": ".strength",
 }
 

@@ -206,18 +206,22 @@ def save_direction(direction: Direction, path: PathLike) -> Path:
     ``path`` is a folder (created if needed; files named after ``direction.name``) or an explicit
     ``*.safetensors`` file (the JSON goes next to it with the same stem). Returns the safetensors path.
     The metadata is also stored in the safetensors header, so the tensor file alone is enough to load.
+    Both files are written atomically; whether they may replace existing ones is the caller's decision
+    (:class:`~hyperinverter.utils.outputs.OutputPlan`).
     """
+    from ..utils.outputs import atomic_write, write_text_atomic
+
     path = Path(path)
     if path.suffix in (".npy", ".pt", ".pth", ".json") and not path.is_dir():
         raise DirectionError(f"{path}: directions are saved as .safetensors (+ .json); give a folder or a "
                              "*.safetensors path")
     target = path if path.suffix == ".safetensors" else path / f"{direction.name}.safetensors"
-    target.parent.mkdir(parents=True, exist_ok=True)
     meta = direction.metadata()
     text = json.dumps(meta, indent=2, default=str)
-    save_file({"direction": direction.vector.contiguous()}, str(target),
-              metadata={_META_KEY: json.dumps(meta, default=str), "format": FORMAT})
-    target.with_suffix(".json").write_text(text + "\n")
+    tensors = {"direction": direction.vector.contiguous()}
+    atomic_write(target, lambda tmp: save_file(tensors, tmp, metadata={_META_KEY: json.dumps(meta, default=str),
+                                                                       "format": FORMAT}))
+    write_text_atomic(target.with_suffix(".json"), text + "\n")
     return target
 
 
@@ -410,14 +414,19 @@ def load_ganspace(path: PathLike, w_dim: Optional[int] = None) -> GanSpacePCA:
 def save_ganspace(pca: GanSpacePCA, path: PathLike) -> Path:
     """Write a PCA as GANSpace's ``.npz`` layout (``lat_comp [n,1,w_dim]``, ``lat_mean [1,w_dim]``,
     ``lat_stdev [n]``), readable by :func:`load_ganspace` and GANSpace's own tools."""
+    from ..utils.outputs import atomic_write
+
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
     comp, mean, stdev = (torch.as_tensor(t).detach().cpu().float().numpy() for t in pca)
-    np.savez_compressed(path, lat_comp=comp.reshape(comp.shape[0], 1, -1), lat_mean=mean.reshape(1, -1),
-                        lat_stdev=stdev.reshape(-1))
-    return path
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:  # a file object: numpy would append .npz to the temporary name
+            np.savez_compressed(fh, lat_comp=comp.reshape(comp.shape[0], 1, -1), lat_mean=mean.reshape(1, -1),
+                                lat_stdev=stdev.reshape(-1))
+
+    return atomic_write(path, write)
 
 
 def ganspace_edit(ws: torch.Tensor, components: torch.Tensor, stdev: torch.Tensor, component: int,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -44,15 +44,13 @@ class StyleBlock(nn.Module):
 class LayerWiseEncoderConfig:
     """Everything needed to build a :class:`LayerWiseEncoder` (stored in ``config.json``)."""
 
-    backbone: dict = field(default_factory=lambda: dataclasses.asdict(ir_se50()))  # BackboneConfig (or its dict).
+    backbone: BackboneConfig = field(default_factory=ir_se50)  # Trunk (its dict form is accepted and converted).
     num_slots: int = 18  # Code maps produced (official: 2*log2(output_size) - 2, 18 faces / 14 churches).
     style_channels: Optional[int] = None  # Channels of every code map; None = the trunk's last width
                                           # (512 officially). c3 feeds the pyramid as it is, so they must match.
 
     def __post_init__(self):
-        # Stored as a plain dict so that dataclasses.asdict / JSON round-trip; validated on the way in.
-        self.backbone = dataclasses.asdict(as_backbone_config(self.backbone))
-        bb = self.backbone_config
+        self.backbone = bb = as_backbone_config(self.backbone)  # a copy, validated; asdict gives the stored dict
         if not isinstance(self.num_slots, int) or self.num_slots < 1:
             raise ValueError(f"num_slots must be a positive integer, got {self.num_slots!r}")
         if len(bb.blocks) < 3:
@@ -65,7 +63,8 @@ class LayerWiseEncoderConfig:
 
     @property
     def backbone_config(self) -> BackboneConfig:
-        return BackboneConfig(**self.backbone)
+        """The trunk's config (the same object as ``backbone``)."""
+        return self.backbone
 
 
 class LayerWiseEncoder(PretrainedMixin, Backbone):
@@ -73,9 +72,25 @@ class LayerWiseEncoder(PretrainedMixin, Backbone):
 
     config_class = LayerWiseEncoderConfig
 
-    def __init__(self, **config):
-        cfg = LayerWiseEncoderConfig(**config)
-        super().__init__(cfg.backbone_config)
+    def __init__(self, backbone: Union[BackboneConfig, dict, None] = None, num_slots: int = 18,
+                 style_channels: Optional[int] = None):
+        """E2 on the trunk ``backbone``; the defaults are the official face encoder (IR-SE-50, 18 slots).
+
+        The arguments are the fields of :class:`LayerWiseEncoderConfig` (kept as ``self.config``, the record that
+        ``save_pretrained`` writes).
+
+        Args:
+            backbone: the trunk (:class:`BackboneConfig` or its dict form); None = IR-SE-50 (:func:`ir_se50`).
+            num_slots: code maps produced, one per generator style input (``2 * log2(resolution) - 2``: 18 for
+                1024 px faces, 14 for 256 px churches); more than the generator needs is allowed.
+            style_channels: channels of every code map; None = the trunk's last width, the only value allowed
+                (c3 enters the feature pyramid without a projection, as in the official model).
+        Raises:
+            ValueError, TypeError: values :class:`LayerWiseEncoderConfig` or :class:`BackboneConfig` refuse.
+        """
+        cfg = LayerWiseEncoderConfig(backbone=ir_se50() if backbone is None else backbone, num_slots=num_slots,
+                                     style_channels=style_channels)
+        super().__init__(cfg.backbone)
         self.config = cfg
         self.num_slots, self.style_channels = cfg.num_slots, cfg.style_channels
         C = cfg.style_channels

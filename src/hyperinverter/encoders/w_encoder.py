@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -43,18 +44,18 @@ class EqualLinear(nn.Module):
 class WEncoderConfig:
     """Everything needed to build a :class:`WEncoder` (stored in ``config.json``)."""
 
-    backbone: dict = field(default_factory=lambda: dataclasses.asdict(ir_se50()))  # BackboneConfig (or its dict).
+    backbone: BackboneConfig = field(default_factory=ir_se50)  # Trunk (its dict form is accepted and converted).
     w_dim: int = 512  # Dimensionality of w.
 
     def __post_init__(self):
-        # Stored as a plain dict so that dataclasses.asdict / JSON round-trip; validated on the way in.
-        self.backbone = dataclasses.asdict(as_backbone_config(self.backbone))
+        self.backbone = as_backbone_config(self.backbone)  # a copy, validated; asdict gives the stored dict
         if not isinstance(self.w_dim, int) or self.w_dim < 1:
             raise ValueError(f"w_dim must be a positive integer, got {self.w_dim!r}")
 
     @property
     def backbone_config(self) -> BackboneConfig:
-        return BackboneConfig(**self.backbone)
+        """The trunk's config (the same object as ``backbone``)."""
+        return self.backbone
 
 
 class WEncoder(PretrainedMixin, Backbone):
@@ -65,9 +66,20 @@ class WEncoder(PretrainedMixin, Backbone):
 
     config_class = WEncoderConfig
 
-    def __init__(self, **config):
-        cfg = WEncoderConfig(**config)
-        bb = cfg.backbone_config
+    def __init__(self, backbone: Union[BackboneConfig, dict, None] = None, w_dim: int = 512):
+        """E1 on the trunk ``backbone``; the defaults are the official face encoder (IR-SE-50, w_dim 512).
+
+        The arguments are the fields of :class:`WEncoderConfig` (kept as ``self.config``, the record that
+        ``save_pretrained`` writes).
+
+        Args:
+            backbone: the trunk (:class:`BackboneConfig` or its dict form); None = IR-SE-50 (:func:`ir_se50`).
+            w_dim: dimensionality of w (the output).
+        Raises:
+            ValueError, TypeError: values :class:`WEncoderConfig` or :class:`BackboneConfig` refuse.
+        """
+        cfg = WEncoderConfig(backbone=ir_se50() if backbone is None else backbone, w_dim=w_dim)
+        bb = cfg.backbone
         head = [("output_pool", nn.AdaptiveAvgPool2d(1)), ("linear", EqualLinear(bb.widths[-1], cfg.w_dim))]
         # The official IR-SE encoder registers its pool and linear before the body (state_dict order
         # input_layer, linear, body); the ResNet one registers them last.

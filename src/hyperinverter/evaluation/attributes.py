@@ -1,9 +1,9 @@
 """A small CNN that reads portrait attributes off images, to measure what an edit changes.
 
-The procedural portraits (:mod:`hyperinverter.data.portraits`) come with their exact attributes, so a
+The procedural portraits (:mod:`hyperinverter.portraits`) come with their exact attributes, so a
 regressor trained on rendered portraits gives an automatic judge of edits: the change of the edited
 attribute and of all the others. Continuous attributes are regressed on their range mapped to [0, 1]
-(:data:`~hyperinverter.data.portraits.ATTRIBUTE_RANGES`); binary ones (``glasses``, ...) are classified.
+(:data:`~hyperinverter.portraits.ATTRIBUTE_RANGES`); binary ones (``glasses``, ...) are classified.
 
 * :class:`AttributeRegressor` (``save_pretrained`` / ``from_pretrained`` like the other models);
 * :func:`train_attribute_regressor`: training with held-out R² / accuracy;
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoints import PretrainedMixin
-from ..data.portraits import ATTRIBUTE_NAMES, ATTRIBUTE_RANGES
+from ..portraits import ATTRIBUTE_NAMES, ATTRIBUTE_RANGES
 from ..demo.directions import DERIVED_ATTRIBUTES, attribute_values
 from ..errors import HyperInverterError
 
@@ -85,9 +85,25 @@ class AttributeRegressor(PretrainedMixin, nn.Module):
 
     config_class = AttributeRegressorConfig
 
-    def __init__(self, **config):
+    def __init__(self, attributes: Sequence[str] = DEFAULT_ATTRIBUTES, input_size: int = 64,
+                 widths: Sequence[int] = (32, 64, 128, 128)):
+        """A new (untrained) regressor; :func:`train_attribute_regressor` trains one.
+
+        The arguments are the fields of :class:`AttributeRegressorConfig` (kept as ``self.config``, the record
+        that ``save_pretrained`` writes).
+
+        Args:
+            attributes: the attributes predicted, in output order: names of :data:`KNOWN_ATTRIBUTES`, no
+                duplicates.
+            input_size: images are resized to this side (antialiased bilinear) before the network; at least
+                ``2 ** len(widths)``.
+            widths: channels of each stride-2 stage (each halves the side).
+        Raises:
+            ValueError: values :class:`AttributeRegressorConfig` refuses (an unknown attribute, ...).
+        """
         super().__init__()
-        self.config = cfg = AttributeRegressorConfig(**config)
+        self.config = cfg = AttributeRegressorConfig(attributes=list(attributes), input_size=input_size,
+                                                     widths=list(widths))
         self.attributes = list(cfg.attributes)
         layers: list[nn.Module] = []
         in_ch = 3
@@ -97,13 +113,19 @@ class AttributeRegressor(PretrainedMixin, nn.Module):
             in_ch = width
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(in_ch, len(self.attributes))
+        # Constants of the attribute set (not weights): derived from the config, not stored.
+        for name, value in self.non_persistent_buffers().items():
+            self.register_buffer(name, value, persistent=False)
+
+    def non_persistent_buffers(self) -> dict[str, torch.Tensor]:
+        """``low`` and ``span`` of each attribute's range and whether it is ``binary`` (bool), each ``[A]`` on the
+        default device: constants of ``config.attributes``, not stored in ``model.safetensors`` (``__init__``
+        registers them; :meth:`from_pretrained`, which builds on ``meta``, computes them again on the CPU)."""
         low = torch.tensor([KNOWN_RANGES[a][0] for a in self.attributes])
         high = torch.tensor([KNOWN_RANGES[a][1] for a in self.attributes])
-        # Constants of the attribute set (not weights): derived from the config, not stored.
-        self.register_buffer("low", low, persistent=False)  # [A]
-        self.register_buffer("span", high - low, persistent=False)  # [A]
-        self.register_buffer("binary", torch.tensor([a in BINARY_ATTRIBUTES for a in self.attributes]),
-                             persistent=False)  # [A] bool
+        binary = torch.tensor([a in BINARY_ATTRIBUTES for a in self.attributes])
+        assert low.shape == binary.shape == (len(self.attributes),), (low.shape, binary.shape)
+        return {"low": low, "span": high - low, "binary": binary}
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Pooled features ``[B, widths[-1]]`` (what the head reads): a feature space for KID on portraits."""
@@ -226,7 +248,7 @@ def load_labelled_portraits(folder: PathLike, size: Optional[int] = None, limit:
 
 def render_labelled_portraits(split: str, count: int, size: int = 64, start: int = 0) -> LabelledPortraits:
     """Render ``count`` portraits of ``split`` in memory (no files), with their attribute vectors."""
-    from ..data.portraits import render_seed, split_seeds
+    from ..portraits import render_seed, split_seeds
 
     images, vectors, names = [], [], []
     for seed in split_seeds(split, count, start):
@@ -390,10 +412,13 @@ def train_attribute_regressor(images: torch.Tensor, values: torch.Tensor,
 
 
 def save_regressor(model: AttributeRegressor, directory: PathLike, report: Optional[dict] = None) -> Path:
-    """``save_pretrained`` plus the training report (``training_report.json``) when given."""
+    """``save_pretrained`` plus the training report (``training_report.json``) when given; every file is
+    written atomically."""
+    from ..utils.outputs import write_text_atomic
+
     out = model.save_pretrained(directory)
     if report is not None:
-        (out / REPORT_NAME).write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+        write_text_atomic(out / REPORT_NAME, json.dumps(report, indent=2, default=_json_default) + "\n")
     return out
 
 

@@ -78,6 +78,8 @@ def _evaluate(args: argparse.Namespace, group) -> int:
         if not data.exists():
             raise HyperInverterError(f"{data}: no such folder or file (--data)")
         paths = iter_image_paths([data])  # a folder without images raises ImageLoadError (exit 2)
+        if main:  # process 0 writes every file: it checks them all before any work
+            plan_evaluate_outputs(args, names, model_dir, paths)
     except Exception as e:  # noqa: BLE001 - raised again by agree() (on process 0)
         error = e
     group.agree(error)
@@ -179,6 +181,49 @@ def _evaluate(args: argparse.Namespace, group) -> int:
     return 0
 
 
+def _files_in(*items) -> list:
+    """The given files, and the files directly inside the given folders (None entries skipped)."""
+    out = []
+    for item in items:
+        if item is None:
+            continue
+        p = Path(item)
+        out += sorted(q for q in p.iterdir() if q.is_file()) if p.is_dir() else [p]
+    return out
+
+
+def plan_evaluate_outputs(args: argparse.Namespace, methods: list, model_dir: Path, images: list):
+    """Check, before any work, every file ``evaluate`` may write into ``--output``: ``results.md/.json/.csv``,
+    the example grids (``examples.png``, ``examples_<method>.png``, with ``--attributes`` also
+    ``edits_<method>.png``) and with ``--fit-directions`` ``directions/<attribute>.safetensors/.json``.
+    Refused in one line naming the files: an output that is an input (an image of ``--data``, a file of the
+    model, the regressor, the directions or a metric's weights; even with ``--overwrite``), outputs that exist
+    unless ``--overwrite``. The folder is then tried for writing. Returns the checked plan."""
+    from ..utils.outputs import OutputPlan, check_writable
+
+    out = Path(args.output)
+    inputs = list(images) + _files_in(model_dir, Path(model_dir) / "directions", args.attributes, args.directions,
+                                      args.fit_directions, args.lpips_backbone, args.lpips_head, args.id,
+                                      args.inception)
+    plan = OutputPlan(inputs=inputs, overwrite=args.overwrite)
+    plan.add_folder_files(out, ["results.md", "results.json", "results.csv"])
+    if args.examples > 0:
+        plan.add(out / "examples.png")
+        plan.add_folder_files(out, [f"examples_{m}.png" for m in methods])
+        if args.attributes is not None:
+            plan.add_folder_files(out, [f"edits_{m}.png" for m in methods])
+    if args.attributes is not None and args.fit_directions is not None:
+        from .attributes import AttributeRegressor
+
+        wanted = (args.edit_attributes.split(",") if args.edit_attributes
+                  else list(AttributeRegressor.read_config(args.attributes).attributes))
+        for a in wanted:
+            plan.add_folder_files(out / "directions", [f"{a}.safetensors", f"{a}.json"])
+    plan.check()
+    check_writable(out)
+    return plan
+
+
 def _editability_setup(args, model, model_dir: Path, device, notes: list, skip, save: bool = True, say=print):
     """The regressor and directions for editability, or None (with a message) when they are not there.
     ``save``: write fitted directions (process 0 only under torchrun); ``say``: print (a no-op elsewhere)."""
@@ -230,9 +275,17 @@ def cmd_train_attributes(args: argparse.Namespace) -> int:
     from .attributes import (AttributeRegressorConfig, AttributeTrainConfig, load_labelled_portraits,
                              render_labelled_portraits, save_regressor, train_attribute_regressor)
 
-    device = choose_device(args.device)
+    from ..checkpoints import CONFIG_NAME, WEIGHTS_NAME
+    from ..utils.outputs import OutputPlan, check_writable
+    from .attributes import REPORT_NAME
+
     if (args.data is None) == (args.render is None):
         raise ValueError("give either --data FOLDER (labelled portraits) or --render N (portraits made in memory)")
+    plan = OutputPlan(inputs=_files_in(args.data), overwrite=args.overwrite)  # before any work
+    plan.add_folder_files(args.output, [CONFIG_NAME, WEIGHTS_NAME, REPORT_NAME])
+    plan.check()
+    check_writable(args.output)
+    device = choose_device(args.device)
     if args.data is not None:
         data = load_labelled_portraits(args.data, size=args.size, limit=args.count)
         source = f"{len(data.files)} portraits of {args.data}"
@@ -275,7 +328,7 @@ def add_commands(sub) -> None:
     """Register ``evaluate`` and ``train-attributes`` on the ``hyperinverter`` sub-command parser."""
     p = sub.add_parser("evaluate", help="compare inversion methods on a folder of images: reconstruction metrics, "
                                         "editability, runtime -> results.md/.json/.csv + grids",
-                       epilog=EVALUATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=EVALUATE_EPILOG)
     p.add_argument("--model", "-m", default="portraits64",
                    help="HyperInverter folder (save_pretrained) or shipped model name (default portraits64)")
     p.add_argument("--data", required=True, type=Path, help="folder of images (or one image file)")
@@ -308,6 +361,9 @@ def add_commands(sub) -> None:
     p.add_argument("--examples", type=int, default=8, help="images shown in the example grids")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--output", "-o", type=Path, required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of an earlier evaluation in the output folder (default: refuse, "
+                        "listing them; an input is never replaced)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train-attributes", help="train the portrait attribute regressor used by "
@@ -321,12 +377,15 @@ def add_commands(sub) -> None:
                                                                  "hair_lightness glasses tilt skin_tone ...)")
     p.add_argument("--input-size", type=int, default=None, help="network input side (default 64)")
     p.add_argument("--widths", type=_int_list, default=None, help="channels per stage, e.g. 32,64,128,128")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--steps", type=int, default=3000, help="Adam steps")
+    p.add_argument("--batch-size", type=int, default=64, help="images per step")
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
     p.add_argument("--holdout", type=float, default=0.1, help="fraction held out for R² / accuracy")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation, batches and hold-out split")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--output", "-o", type=Path, required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a regressor already in the output folder (default: refuse; a file of --data is "
+                        "never replaced)")
     p.set_defaults(func=cmd_train_attributes)

@@ -92,7 +92,10 @@ def editability_table(results: Sequence[MethodResult]) -> Optional[str]:
 
 def write_results(results: Sequence[MethodResult], out_dir: Path, meta: dict,
                   notes: Sequence[str] = ()) -> dict[str, Path]:
-    """Write ``results.md``, ``results.json`` and ``results.csv`` to ``out_dir``; returns their paths."""
+    """Write ``results.md``, ``results.json`` and ``results.csv`` to ``out_dir`` (each atomically); returns
+    their paths."""
+    from ..utils.outputs import write_text_atomic
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md = ["# Inversion evaluation\n\n", f"{meta.get('num_images')} images from `{meta.get('data')}`, "
@@ -112,9 +115,9 @@ def write_results(results: Sequence[MethodResult], out_dir: Path, meta: dict,
               "s/img: wall time per image while evaluating (batches of "
               f"{meta.get('batch_size')}, warm-up excluded); s/img @1 / @8: timed at batch 1 and 8.\n")
     paths = {"md": out_dir / "results.md", "json": out_dir / "results.json", "csv": out_dir / "results.csv"}
-    paths["md"].write_text("".join(md))
+    write_text_atomic(paths["md"], "".join(md))
     payload = {"meta": meta, "notes": list(notes), "methods": [r.to_dict() for r in results]}
-    paths["json"].write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    write_text_atomic(paths["json"], json.dumps(payload, indent=2, default=str) + "\n")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     keys = [c[0] for c in COLUMNS]
@@ -123,7 +126,7 @@ def write_results(results: Sequence[MethodResult], out_dir: Path, meta: dict,
         row = [c[2](r) for c in COLUMNS]
         writer.writerow([r.name, r.label, r.kind, r.num_images,
                          *("" if v is None or not math.isfinite(v) else repr(v) for v in row)])
-    paths["csv"].write_text(buf.getvalue())
+    write_text_atomic(paths["csv"], buf.getvalue())
     return paths
 
 

@@ -7,11 +7,18 @@
 * :mod:`.app` - the Gradio page (``pip install 'hyperinverter[serve]'``);
 * :mod:`.cli` - the ``serve`` command.
 
-Importing this package imports neither Gradio nor the face tools.
+Importing this package imports neither Gradio, the face tools nor torch (names load on first use).
 """
 
-from .images import ImageLimits, PreparedImage, UploadError
-from .session import EditOutcome, Interpolation, Reconstruction, ServeSession, save_codes
+from __future__ import annotations
 
-__all__ = ["EditOutcome", "ImageLimits", "Interpolation", "PreparedImage", "Reconstruction", "ServeSession",
-           "UploadError", "save_codes"]
+from ..lazy import lazy_exports
+
+#: public name -> module that defines it (imported on first use: see hyperinverter.lazy)
+_EXPORTS = {
+    **dict.fromkeys(("ImageLimits", "PreparedImage", "UploadError"), ".images"),
+    **dict.fromkeys(("EditOutcome", "Interpolation", "Reconstruction", "ServeSession", "save_codes"), ".session"),
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

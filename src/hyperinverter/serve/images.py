@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from ..errors import HyperInverterError
-from ..utils.image_io import ImageLoadError, pil_to_tensor
+from ..utils.image_io import ImageConversionError, ImageLoadError, open_image, pil_to_tensor, to_rgb8
 
 PathLike = Union[str, os.PathLike]
 
@@ -51,38 +51,32 @@ class PreparedImage:
     """An upload ready for inversion.
 
     Attributes:
-        crop: PIL RGB ``resolution x resolution``: what the model inverts.
-        tensor: ``[1, 3, R, R]`` float32 in [-1, 1] (the crop).
-        photo: the whole upload as PIL RGB (after any downscale), for paste-back.
+        crop: PIL RGB ``resolution x resolution``: what the model inverts (None in the compact record a page
+            session keeps, see ``Reconstruction.compact``).
+        tensor: ``[1, 3, R, R]`` float32 in [-1, 1] (the crop; None in a compact record).
+        photo: the whole upload as PIL RGB (after any downscale), for paste-back (in a compact record: only for
+            an aligned face, downscaled; else None).
         face: the ``AlignedFace`` the crop came from, or None for a centre crop.
         notes: what was done to the upload, in sentences.
         name: a file-name stem for downloads.
     """
 
-    crop: Image.Image
-    tensor: torch.Tensor
-    photo: Image.Image
+    crop: Optional[Image.Image]
+    tensor: Optional[torch.Tensor]
+    photo: Optional[Image.Image]
     face: Optional[Any] = None
     notes: list[str] = field(default_factory=list)
     name: str = "image"
 
 
 def _read_rgb(path: Path, max_pixels: int, min_size: int, notes: list[str]) -> Image.Image:
-    """Open, check and decode ``path`` into 8-bit RGB (the conversions of ``utils.image_io``, with notes)."""
-    from ..utils import image_io
-
+    """Open, check and decode ``path`` into 8-bit RGB (``utils.image_io.open_image`` and ``to_rgb8``, with notes)."""
     try:
-        if not path.is_file():
-            raise ImageLoadError(path, "file not found")
-        if path.stat().st_size == 0:
-            raise ImageLoadError(path, "the file is empty (0 bytes)")
-        try:
-            img = image_io._open_checked(path, max_pixels, min_size, notes)  # noqa: SLF001 - shared loader
-            return image_io._to_rgb8(img, notes)  # noqa: SLF001
-        except image_io._Problem as e:  # noqa: SLF001
-            raise ImageLoadError(path, str(e)) from None
+        return to_rgb8(open_image(path, max_pixels=max_pixels, min_size=min_size, notes=notes), notes)
     except ImageLoadError as e:
         raise UploadError(_friendly(e.reason)) from None
+    except ImageConversionError as e:
+        raise UploadError(str(e)) from None
 
 
 def _friendly(reason: str) -> str:

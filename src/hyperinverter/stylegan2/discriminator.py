@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -99,9 +99,39 @@ class Discriminator(PretrainedMixin, nn.Module):
 
     config_class = DiscriminatorConfig
 
-    def __init__(self, **config):
+    def __init__(
+        self,
+        img_resolution: int = 1024,
+        img_channels: int = 3,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        mbstd_group_size: Optional[int] = 4,
+        mbstd_num_channels: int = 1,
+        resample_filter: Sequence[float] = (1, 3, 3, 1),
+        conv_clamp: Optional[float] = None,
+    ):
+        """A StyleGAN2 residual discriminator; the defaults are config-f at 1024 px (FFHQ).
+
+        The arguments are the fields of :class:`DiscriminatorConfig` (kept as ``self.config``, the record that
+        ``save_pretrained`` writes); ``Discriminator.from_config(config)`` builds one from such a config.
+
+        Args:
+            img_resolution: input resolution, a power of two >= 4.
+            img_channels: number of input channels.
+            channel_base: channels at resolution r are ``min(channel_base // r, channel_max)``.
+            channel_max: upper bound on the channels of any layer.
+            mbstd_group_size: minibatch-std group size, None = the whole batch.
+            mbstd_num_channels: minibatch-std feature maps, 0 = off.
+            resample_filter: FIR taps for downsampling.
+            conv_clamp: clamp of every conv output, None = off.
+        Raises:
+            ValueError: values :class:`DiscriminatorConfig` refuses.
+        """
         super().__init__()
-        self.config = cfg = DiscriminatorConfig(**config)
+        self.config = cfg = DiscriminatorConfig(
+            img_resolution=img_resolution, img_channels=img_channels, channel_base=channel_base,
+            channel_max=channel_max, mbstd_group_size=mbstd_group_size, mbstd_num_channels=mbstd_num_channels,
+            resample_filter=resample_filter, conv_clamp=conv_clamp)
         self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
         log2 = int(math.log2(cfg.img_resolution))
         self.block_resolutions = [2**i for i in range(log2, 2, -1)]

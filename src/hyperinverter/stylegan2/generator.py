@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -71,9 +71,48 @@ class Generator(PretrainedMixin, nn.Module):
 
     config_class = GeneratorConfig
 
-    def __init__(self, **config):
+    def __init__(
+        self,
+        z_dim: int = 512,
+        w_dim: int = 512,
+        img_resolution: int = 1024,
+        img_channels: int = 3,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        mapping_layers: int = 8,
+        mapping_lr_multiplier: float = 0.01,
+        w_avg_beta: float = 0.995,
+        resample_filter: Sequence[float] = (1, 3, 3, 1),
+        conv_clamp: Optional[float] = None,
+        use_noise: bool = True,
+    ):
+        """A StyleGAN2 generator; the defaults are config-f at 1024 px (FFHQ).
+
+        The arguments are the fields of :class:`GeneratorConfig` (kept as ``self.config``, the record that
+        ``save_pretrained`` writes); ``Generator.from_config(config)`` builds one from such a config.
+
+        Args:
+            z_dim: dimensionality of the input latent z.
+            w_dim: dimensionality of the intermediate latent w.
+            img_resolution: output resolution, a power of two >= 4.
+            img_channels: number of output channels.
+            channel_base: channels at resolution r are ``min(channel_base // r, channel_max)``.
+            channel_max: upper bound on the channels of any layer.
+            mapping_layers: depth of the mapping network.
+            mapping_lr_multiplier: learning-rate multiplier of the mapping network.
+            w_avg_beta: decay of the running average of w during training.
+            resample_filter: FIR taps for upsampling.
+            conv_clamp: clamp of every conv output, None = off (config-f).
+            use_noise: per-pixel noise inputs in the synthesis convs.
+        Raises:
+            ValueError: values :class:`GeneratorConfig` refuses (a resolution that is not a power of two, ...).
+        """
         super().__init__()
-        self.config = cfg = GeneratorConfig(**config)
+        self.config = cfg = GeneratorConfig(
+            z_dim=z_dim, w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
+            channel_base=channel_base, channel_max=channel_max, mapping_layers=mapping_layers,
+            mapping_lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta, resample_filter=resample_filter,
+            conv_clamp=conv_clamp, use_noise=use_noise)
         self.z_dim, self.w_dim = cfg.z_dim, cfg.w_dim
         self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
         self.synthesis = SynthesisNetwork(

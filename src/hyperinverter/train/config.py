@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -11,6 +10,7 @@ from typing import Any, Optional, Sequence, Union
 import yaml
 
 from ..errors import HyperInverterError
+from ..utils.dataclass_config import dataclass_from_dict
 
 
 class ConfigError(HyperInverterError, ValueError):
@@ -154,67 +154,6 @@ TRAIN_CONFIGS = {"gan": GanTrainConfig, "gan-teacher": GanTeacherTrainConfig, "w
 
 
 # ------------------------------------------------------------------------------------- construction
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _build(cls: type, values: Any, where: str) -> Any:
-    """A dataclass from a nested dict, refusing unknown keys and coercing simple types."""
-    if isinstance(values, cls):
-        return values
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(values).__name__}")
-    hints = _hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"{where or 'config'}: unknown field(s) {unknown}; known: {sorted(names)}")
-    kwargs = {}
-    for key, value in values.items():
-        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}" if where else key)
-    return cls(**kwargs)
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    if origin is Union:  # Optional[X]
-        if value is None:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, where)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    if hint in (dict, list) or origin in (dict, list):
-        expected = dict if dict in (hint, origin) else list
-        if not isinstance(value, expected):
-            raise ConfigError(f"{where}: expected a {expected.__name__}, got {value!r}")
-        return value
-    return value
-
-
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"run.steps=500"`` -> (["run", "steps"], 500); values are YAML (numbers, true, null, [1, 2], strings)."""
     if "=" not in text:
@@ -259,12 +198,8 @@ def load_train_config(kind: str, preset: Optional[Union[str, Path]] = None, over
     for text in overrides:
         key, value = parse_override(text)
         _set(tree, key, value)
-    try:
-        config = _build(TRAIN_CONFIGS[kind], tree, "")
-    except (TypeError, ValueError) as e:
-        if isinstance(e, ConfigError):
-            raise
-        raise ConfigError(str(e)) from None
+    # unknown keys and values of the wrong type: a ConfigError naming the field (e.g. "run.steps: expected ...")
+    config = dataclass_from_dict(TRAIN_CONFIGS[kind], tree, error=ConfigError)
     validate(config)
     return config
 

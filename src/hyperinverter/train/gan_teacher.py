@@ -2,7 +2,7 @@
 
 Adversarial training alone takes far more images than a two-core CPU can show a generator before small
 features (eyes, mouths, glasses at 64 px) appear. When the data come from a renderer whose parameters are
-a fixed function of a Gaussian vector (:func:`~hyperinverter.data.portraits.attributes_from_latent`), the
+a fixed function of a Gaussian vector (:func:`~hyperinverter.portraits.attributes_from_latent`), the
 generator can instead be *told* what to draw for each ``z``: a reconstruction loss between ``G(z)`` and
 the render of ``z`` gives a gradient to every pixel of every sample. The adversarial term of ``train gan``
 can be added on top (``adv > 0``) to sharpen what the reconstruction leaves blurred (detail placed by a

@@ -29,6 +29,11 @@ downscaling, i.e. it is antialiased (unlike ``torch.nn.functional.interpolate`` 
 
 Truncated files are detected by forcing a full decode (``img.load()``) at load time; this relies on
 ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` being False (Pillow's default), which this module never changes.
+
+This is the one place image files are opened and converted: :func:`open_image` (checked, decoded, upright,
+in the file's own pixel mode), :func:`read_image_size` (the checked header size, no decode) and
+:func:`to_rgb8` (any mode to 8-bit RGB, with notes) serve the face tools (``faces.photo``), the web page's
+uploads (``serve.images``) and the training data sets (``data.folder``) as well as :func:`load_image`.
 """
 
 from __future__ import annotations
@@ -101,8 +106,13 @@ class ImageLoadError(HyperInverterError, ValueError):
         return type(self), (self.path, self.reason)
 
 
+class ImageConversionError(HyperInverterError, ValueError):
+    """:func:`to_rgb8` cannot turn an image into 8-bit RGB (NaN or infinite values in a float image, a
+    pixel mode Pillow cannot convert). ``str(err)`` is the reason, without a path."""
+
+
 class _Problem(Exception):
-    """Internal: a reason to refuse the image; :func:`load_image` adds the path."""
+    """Internal: a reason to refuse the image; :func:`open_image` adds the path."""
 
 
 def _resample_filter(resample) -> Image.Resampling:
@@ -157,8 +167,17 @@ def _composite_on_white(img: Image.Image, notes: List[str]) -> Image.Image:
     return Image.fromarray(out.astype(np.uint8))
 
 
-def _to_rgb8(img: Image.Image, notes: List[str]) -> Image.Image:
-    """Any Pillow mode -> 8-bit RGB, appending notes; raises _Problem for NaN/inf or unsupported modes."""
+def to_rgb8(img: Image.Image, notes: Optional[List[str]] = None) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB by the rules in the module documentation; ``img`` itself when it is RGB
+    already (without a transparency entry).
+
+    Args:
+        notes: a list to append one sentence to about the conversion made (None: not recorded).
+
+    Raises:
+        ImageConversionError: NaN or infinite values in a 32-bit float image, or a mode Pillow cannot convert.
+    """
+    notes = [] if notes is None else notes
     mode = img.mode
     if mode == "RGB" and "transparency" not in img.info:
         return img
@@ -174,7 +193,7 @@ def _to_rgb8(img: Image.Image, notes: List[str]) -> Image.Image:
         if mode == "F":
             bad = ~np.isfinite(arr)
             if bad.any():
-                raise _Problem(
+                raise ImageConversionError(
                     "the 32-bit float (F) image contains NaN or infinite values "
                     f"({int(bad.sum())} of {arr.size} pixels)"
                 )
@@ -193,11 +212,12 @@ def _to_rgb8(img: Image.Image, notes: List[str]) -> Image.Image:
             try:
                 return _composite_on_white(img, notes)
             except (ValueError, OSError) as e:
-                raise _Problem(f"cannot convert pixel mode {mode} with transparency to RGB ({e})") from e
+                raise ImageConversionError(f"cannot convert pixel mode {mode} with transparency to RGB ({e})"
+                                           ) from e
         try:
             rgb = img.convert("RGB")
         except (ValueError, OSError) as e:
-            raise _Problem(f"unsupported pixel mode {mode} ({e})") from e
+            raise ImageConversionError(f"unsupported pixel mode {mode} ({e})") from e
         note = f"converted {_MODE_NAMES.get(mode, mode)} to RGB"
         if mode == "CMYK":
             note += " (simple conversion, no color management" + (
@@ -209,13 +229,25 @@ def _to_rgb8(img: Image.Image, notes: List[str]) -> Image.Image:
     return Image.fromarray(gray).convert("RGB")
 
 
-def _open_checked(path: PathLike, max_pixels: Optional[int], min_size: int, notes: List[str]) -> Image.Image:
-    """Open, check the header size, fully decode and EXIF-rotate; returns a detached, loaded image."""
+def _check_file(p: Path) -> None:
+    """Refuse what is not a non-empty regular file (raises _Problem)."""
+    if not p.exists():
+        raise _Problem("file not found")
+    if p.is_dir():
+        raise _Problem("is a folder, not an image file (use iter_image_paths to list the images in a folder)")
+    if not p.is_file():
+        raise _Problem("is not a regular file")
+    if p.stat().st_size == 0:
+        raise _Problem("the file is empty (0 bytes)")
+
+
+def _open_header(path: Path) -> Image.Image:
+    """``Image.open`` (reads the header only), its failures turned into one-line reasons (raises _Problem)."""
     try:
         with warnings.catch_warnings():
             # Pillow warns between MAX_IMAGE_PIXELS and twice that; we apply our own limit below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            return Image.open(path)
     except Image.DecompressionBombError as e:
         raise _Problem(
             f"the image is too large: Pillow refuses it as a possible decompression bomb "
@@ -230,50 +262,115 @@ def _open_checked(path: PathLike, max_pixels: Optional[int], min_size: int, note
     except (OSError, ValueError, SyntaxError, EOFError) as e:  # plugins raise all of these on bad headers
         raise _Problem(f"cannot open the image: {e}") from e
 
-    with img:
-        w, h = img.size
-        if w <= 0 or h <= 0:
-            raise _Problem(f"the image has no pixels ({w}x{h})")
-        if max_pixels is not None and w * h > max_pixels:
-            raise _Problem(
-                f"the image is too large: {w}x{h} = {w * h} pixels, more than the limit of {max_pixels} "
-                "(max_pixels)"
-            )
-        if w < min_size or h < min_size:
-            raise _Problem(f"the image is too small: {w}x{h} pixels, at least {min_size}x{min_size} are needed")
 
-        if getattr(img, "is_animated", False):
-            try:
-                n = img.n_frames
-                img.seek(0)
-            except Exception:  # counting frames reads the file; a broken tail shows up in load() below
-                n = None
-            fmt = img.format or "image"
-            notes.append(f"used the first frame of an animated {fmt}" + (f" ({n} frames)" if n else ""))
+def _check_dimensions(size: Tuple[int, int], max_pixels: Optional[int], min_size: int) -> None:
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise _Problem(f"the image has no pixels ({w}x{h})")
+    if max_pixels is not None and w * h > max_pixels:
+        raise _Problem(
+            f"the image is too large: {w}x{h} = {w * h} pixels, more than the limit of {max_pixels} (max_pixels)"
+        )
+    if w < min_size or h < min_size:
+        raise _Problem(f"the image is too small: {w}x{h} pixels, at least {min_size}x{min_size} are needed")
 
-        try:
-            img.load()
-        except Image.DecompressionBombError as e:  # a few plugins check again while decoding
-            raise _Problem(f"the image is too large: {e}") from e
-        except MemoryError as e:
-            raise _Problem(f"not enough memory to decode the {w}x{h} image") from e
-        except Exception as e:  # truncated data, bad compressed stream, decoder errors
-            raise _Problem(f"the image data is truncated or corrupt: {e}") from e
 
+def _decode_upright(img: Image.Image, notes: List[str]) -> Image.Image:
+    """Fully decode an open image (its first frame) and apply its EXIF orientation; a detached copy."""
+    w, h = img.size
+    if getattr(img, "is_animated", False):
         try:
-            orientation = img.getexif().get(0x0112)
-        except Exception:
-            orientation = None
-            notes.append("ignored unreadable EXIF data")
-        try:
-            if orientation in _ORIENTATIONS:
-                out = ImageOps.exif_transpose(img)
-                notes.append(f"applied EXIF orientation {orientation} ({_ORIENTATIONS[orientation]})")
-            else:
-                out = img.copy()  # detach from the file before it is closed
-        except Exception as e:
-            raise _Problem(f"cannot apply the EXIF orientation {orientation}: {e}") from e
+            n = img.n_frames
+            img.seek(0)
+        except Exception:  # counting frames reads the file; a broken tail shows up in load() below
+            n = None
+        fmt = img.format or "image"
+        notes.append(f"used the first frame of an animated {fmt}" + (f" ({n} frames)" if n else ""))
+
+    try:
+        img.load()
+    except Image.DecompressionBombError as e:  # a few plugins check again while decoding
+        raise _Problem(f"the image is too large: {e}") from e
+    except MemoryError as e:
+        raise _Problem(f"not enough memory to decode the {w}x{h} image") from e
+    except Exception as e:  # truncated data, bad compressed stream, decoder errors
+        raise _Problem(f"the image data is truncated or corrupt: {e}") from e
+
+    try:
+        orientation = img.getexif().get(0x0112)
+    except Exception:
+        orientation = None
+        notes.append("ignored unreadable EXIF data")
+    try:
+        if orientation in _ORIENTATIONS:
+            out = ImageOps.exif_transpose(img)
+            notes.append(f"applied EXIF orientation {orientation} ({_ORIENTATIONS[orientation]})")
+        else:
+            out = img.copy()  # detach from the file before it is closed
+    except Exception as e:
+        raise _Problem(f"cannot apply the EXIF orientation {orientation}: {e}") from e
     return out
+
+
+def read_image_size(
+    path: PathLike,
+    *,
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+    min_size: int = DEFAULT_MIN_SIZE,
+) -> Tuple[int, int]:
+    """``(width, height)`` of an image file from its header, checked like :func:`open_image` but without
+    decoding the pixels (fast; truncated pixel data is only found when the image is opened).
+
+    Raises:
+        ImageLoadError: missing, empty or non-image file, corrupt header, too small or too large image.
+    """
+    _check_size_arg(max_pixels, "max_pixels")
+    p = Path(path)
+    try:
+        _check_file(p)
+        with _open_header(p) as img:
+            size = img.size
+        _check_dimensions(size, max_pixels, min_size)
+    except _Problem as e:
+        raise ImageLoadError(path, str(e)) from e.__cause__
+    return size
+
+
+def open_image(
+    path: PathLike,
+    *,
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+    min_size: int = DEFAULT_MIN_SIZE,
+    notes: Optional[List[str]] = None,
+    check_size: Optional[Callable[[Tuple[int, int]], None]] = None,
+) -> Image.Image:
+    """Open an image file: checked, fully decoded (the first frame of an animation) and turned upright by its
+    EXIF orientation, in the file's own pixel mode (:func:`to_rgb8` converts it).
+
+    Args:
+        max_pixels: refuse images with more pixels than this (width * height) before decoding them; None for
+            no limit of ours (Pillow still refuses more than ``2 * MAX_IMAGE_PIXELS``).
+        min_size: refuse images narrower or lower than this.
+        notes: a list to append sentences to (first frame of an animation, EXIF orientation applied).
+        check_size: called with ``(width, height)`` after the header is read and before the pixels are
+            decoded, for limits of the caller's own; what it raises propagates as it is.
+
+    Raises:
+        ImageLoadError: missing file, folder, empty or non-image file, truncated or corrupt data, too small or
+            too large image. The message starts with the path.
+    """
+    _check_size_arg(max_pixels, "max_pixels")
+    notes = [] if notes is None else notes
+    p = Path(path)
+    try:
+        _check_file(p)
+        with _open_header(p) as img:
+            _check_dimensions(img.size, max_pixels, min_size)
+            if check_size is not None:
+                check_size(img.size)
+            return _decode_upright(img, notes)
+    except _Problem as e:
+        raise ImageLoadError(path, str(e)) from e.__cause__
 
 
 def load_image(
@@ -285,6 +382,8 @@ def load_image(
     min_size: int = DEFAULT_MIN_SIZE,
 ) -> Tuple[torch.Tensor, List[str]]:
     """Load one image as float32 ``[3, H, W]`` in [-1, 1] plus notes about the conversions applied.
+
+    :func:`open_image`, then :func:`to_rgb8`, then the resize.
 
     Args:
         path: image file (anything Pillow reads; animated GIF/WebP give their first frame).
@@ -308,19 +407,10 @@ def load_image(
     _check_size_arg(max_pixels, "max_pixels")
     filt = _resample_filter(resample)
     notes: List[str] = []
-    p = Path(path)
+    img = open_image(path, max_pixels=max_pixels, min_size=min_size, notes=notes)
     try:
-        if not p.exists():
-            raise _Problem("file not found")
-        if p.is_dir():
-            raise _Problem("is a folder, not an image file (use iter_image_paths to list the images in a folder)")
-        if not p.is_file():
-            raise _Problem("is not a regular file")
-        if p.stat().st_size == 0:
-            raise _Problem("the file is empty (0 bytes)")
-        img = _open_checked(p, max_pixels, min_size, notes)
-        img = _to_rgb8(img, notes)
-    except _Problem as e:
+        img = to_rgb8(img, notes)
+    except ImageConversionError as e:
         raise ImageLoadError(path, str(e)) from e.__cause__
 
     if size is not None and img.size != (size, size):

@@ -94,12 +94,19 @@ def atomic_write(path: PathLike, write: Callable[[str], object], *, fsync: bool 
                 pass
 
 
-def write_text_atomic(path: PathLike, text: str) -> Path:
-    return atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+def write_text_atomic(path: PathLike, text: str, *, newline: Optional[str] = None, fsync: bool = False) -> Path:
+    """:func:`atomic_write` of ``text`` in UTF-8; ``newline`` as for ``open`` (``""``: line ends as they are in
+    ``text``, e.g. for CSV)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline=newline) as fh:
+            fh.write(text)
+
+    return atomic_write(path, write, fsync=fsync)
 
 
-def write_bytes_atomic(path: PathLike, data: bytes) -> Path:
-    return atomic_write(path, lambda p: Path(p).write_bytes(data))
+def write_bytes_atomic(path: PathLike, data: bytes, *, fsync: bool = False) -> Path:
+    """:func:`atomic_write` of ``data``."""
+    return atomic_write(path, lambda p: Path(p).write_bytes(data), fsync=fsync)
 
 
 _STALE = re.compile(r"^\..+\.[A-Za-z0-9_]{6,}" + re.escape(_TMP_SUFFIX) + "$")

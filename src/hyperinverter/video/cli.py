@@ -1,7 +1,8 @@
 """The ``hyperinverter video`` command: edit the face through a whole video.
 
-Registered on the main parser by :func:`add_commands`; the model loading, device choice and one-line
-errors are those of :mod:`hyperinverter.cli`.
+Registered on the main parser by :func:`add_commands`; the model loading (:func:`hyperinverter.workflows.
+load_model`), device choice (:func:`hyperinverter.devices.choose_device`) and one-line errors are the other
+commands'.
 """
 
 from __future__ import annotations
@@ -53,11 +54,10 @@ def cmd_video(args: argparse.Namespace) -> int:
 
     from ..checkpoints import WEIGHTS_NAME
     from ..devices import choose_device
-    from ..workflows import load_model
     from ..editing import load_direction_file
     from ..pretrained import resolve
     from ..utils.outputs import OutputPlan, check_writable
-    from ..workflows import find_direction, parse_layers
+    from ..workflows import find_direction, load_model, parse_layers
     from .editor import FaceVideoEditor
     from .io import probe_video
     from .pipeline import container_for, edit_video, parts_folder, read_progress

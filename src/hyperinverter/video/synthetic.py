@@ -1,7 +1,7 @@
 """A synthetic test clip: a procedural portrait moving and scaling slightly over a textured background.
 
 Used by the tests and ``benchmarks/bench_video.py``: the portrait's placement in every frame is known, so
-masks of its parts (rendered with :func:`~hyperinverter.data.portraits.render_portrait` and placed the
+masks of its parts (rendered with :func:`~hyperinverter.portraits.render_portrait` and placed the
 same way) say where an edit must act and where the frame must stay as it was.
 """
 
@@ -13,7 +13,7 @@ from typing import Iterator, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from ..data.portraits import PortraitAttributes, render_portrait, sample_attributes
+from ..portraits import PortraitAttributes, render_portrait, sample_attributes
 
 Placement = Tuple[int, int, int]  # (left, top, side) of the portrait in the frame
 
@@ -56,7 +56,7 @@ def portrait_clip(frames: int = 24, width: int = 112, height: int = 80, side: in
         frames: number of frames.
         width, height: frame size.
         side: the portrait's side in pixels (before the scaling swing).
-        seed: which portrait (:func:`~hyperinverter.data.portraits.sample_attributes`), unless ``attrs``.
+        seed: which portrait (:func:`~hyperinverter.portraits.sample_attributes`), unless ``attrs``.
         attrs: the portrait's attributes.
         shift, scale: the motion (see :func:`placements`).
     """

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Optional, Union
 import torch
 
 from ...checkpoints import CONFIG_NAME, load_state_dict_checked
-from ...checkpoints.pretrained import build_within_budget
+from ...checkpoints.pretrained import build_within_budget, read_json_file
 from ...errors import CheckpointError, UnsafePickleError  # noqa: F401 - UnsafePickleError: documented below
 from ...utils.limits import describe_all, exception_text
 from ..discriminator import Discriminator, DiscriminatorConfig
@@ -92,6 +92,22 @@ def read_model_file(path: PathLike) -> Any:
         return obj
     raise CheckpointError(f"{path}: not a recognised model file (expected an NVIDIA .pkl, a torch .pt/.pth, "
                           f"a .safetensors file or a save_pretrained folder)")
+
+
+def saved_class(path: PathLike) -> Optional[str]:
+    """The class a ``save_pretrained`` folder holds (``"HyperInverter"``, ``"Generator"``, ...): the ``class``
+    entry of its ``config.json``, read size-capped (:func:`~hyperinverter.checkpoints.pretrained.read_json_file`).
+    None for a file, a folder without ``config.json``, or a config without a ``class`` string.
+
+    Raises:
+        CheckpointError: the ``config.json`` is unreadable, not JSON, or too large (one line naming it).
+    """
+    config_file = Path(path) / CONFIG_NAME
+    if not config_file.is_file():
+        return None
+    meta = read_json_file(config_file)
+    name = meta.get("class") if isinstance(meta, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -243,4 +259,4 @@ def load_discriminator(path: PathLike, device: Union[str, torch.device] = "cpu",
     return model.to(device).eval()
 
 
-__all__ = ["DiscriminatorConfig", "load_discriminator", "load_generator", "read_model_file"]
+__all__ = ["DiscriminatorConfig", "load_discriminator", "load_generator", "read_model_file", "saved_class"]

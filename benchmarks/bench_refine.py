@@ -29,7 +29,8 @@ def main(argv=None) -> int:
     p.add_argument("--count", type=int, default=32, help="images (default 32)")
     p.add_argument("--batch-size", type=int, default=8, help="images per call (default 8)")
     p.add_argument("--refine", default="10,50", help="refine step counts (default 10,50)")
-    p.add_argument("--pti", default="100,350", help="PTI tuning step counts (default 100,350)")
+    p.add_argument("--refine-lr", type=float, default=3e-4, help="refine's Adam learning rate (default 3e-4, PTI's)")
+    p.add_argument("--pti", default="100,350", help="PTI tuning step counts (default 100,350; empty: no PTI rows)")
     p.add_argument("--pti-pivot-steps", type=int, default=450, help="PTI's W-optimisation pivot steps (default 450)")
     p.add_argument("--attributes", default=None, help="attribute regressor folder: measure editability")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -51,7 +52,8 @@ def main(argv=None) -> int:
     images = load_images(files, size=model.resolution, on_error="raise")[0]
 
     methods = [build_method("hyperinverter", model)]
-    methods += [build_method("hyperinverter+refine", model, {"steps": int(n)}) for n in args.refine.split(",") if n]
+    methods += [build_method("hyperinverter+refine", model, {"steps": int(n), "lr": args.refine_lr})
+                for n in args.refine.split(",") if n]
     methods += [build_method("pti", model, {"steps": int(n), "pivot_steps": args.pti_pivot_steps})
                 for n in args.pti.split(",") if n]
     editability = None
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
     base = results[0].seconds_per_image
     for method, r in zip(methods, results):
         steps = getattr(method.config, "steps", 0) if method.name != "hyperinverter" else 0
-        row = {"method": r.label, "steps": steps, "mse": r.metrics["mse"], "psnr": r.metrics["psnr"],
+        row = {"method": r.label, "steps": steps, "lr": getattr(method.config, "lr", None), "mse": r.metrics["mse"], "psnr": r.metrics["psnr"],
                "ssim": r.metrics["ssim"], "seconds_per_image": r.seconds_per_image,
                "time_vs_hyperinverter": r.seconds_per_image / base}
         if r.editability:

@@ -439,6 +439,14 @@ def test_page_in_a_real_browser(server, tmp_path):
             assert latency.startswith("last edit ") and " ms" in latency
             print(f"\nedit latency in the page: {latency}")
 
+            # Refine: the refined picture appears, the metrics gain its row, the status its PSNR
+            page.locator("#hi-refine").click()
+            page.wait_for_selector("#hi-refined img")
+            page.wait_for_function("() => document.querySelector('#hi-metrics').innerText.includes('refine')")
+            assert "refined (30 steps)" in page.locator("#hi-status textarea").input_value()
+            refined_px = np.asarray(Image.open(_fetch(page, page.locator("#hi-refined img").get_attribute("src"))))
+            assert refined_px.shape == (32, 32, 3)
+
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
             print(f"screenshot: {SCREENSHOT}")

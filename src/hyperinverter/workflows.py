@@ -453,7 +453,11 @@ def generator_from(spec: PathLike, device: Union[str, torch.device] = "cpu") -> 
     """
     from safetensors import safe_open
 
-    from .checkpoints import WEIGHTS_NAME, load_state_dict_checked
+    import dataclasses
+    import math
+
+    from .checkpoints import CONFIG_NAME, WEIGHTS_NAME, load_state_dict_checked
+    from .checkpoints.pretrained import build_within_budget, materialize_non_persistent_buffers, safetensors_shapes
     from .errors import CheckpointError
     from .pretrained import resolve
     from .stylegan2.formats import load_generator, saved_class
@@ -462,14 +466,21 @@ def generator_from(spec: PathLike, device: Union[str, torch.device] = "cpu") -> 
     if path.is_dir():
         if saved_class(path) == "HyperInverter":
             config = HyperInverter.read_config(path)
-            generator = Generator.from_config(config.generator)
             weights = path / WEIGHTS_NAME
+            if not weights.is_file():
+                raise CheckpointError(f"{path}: no {WEIGHTS_NAME}")
+            stored = sum(math.prod(s) for k, s in safetensors_shapes(weights).items() if k.startswith("generator."))
+            # shapes only (no random initialisation), within the budget the file's generator tensors allow
+            generator = build_within_budget(Generator, dataclasses.asdict(config.generator), stored,
+                                            str(path / CONFIG_NAME), f"its generator holds {stored:,} elements",
+                                            device="meta")
             try:
                 with safe_open(str(weights), framework="pt") as fh:
                     state = {k[len("generator."):]: fh.get_tensor(k) for k in fh.keys() if k.startswith("generator.")}
             except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
                 raise CheckpointError(f"{weights}: unreadable safetensors file ({e})") from None
-            load_state_dict_checked(generator, state, f"{weights}[generator]")
+            load_state_dict_checked(generator, state, f"{weights}[generator]", assign=True)
+            materialize_non_persistent_buffers(generator)
             return generator.to(device).eval(), f"the generator of model {spec}"
     return load_generator(path, device=device), str(spec)
 

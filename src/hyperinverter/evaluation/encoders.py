@@ -25,6 +25,11 @@ class EncoderMethodConfig:
             raise ValueError(f"chunk_size must be a positive integer or None, got {self.chunk_size!r}")
 
 
+def _codes(result) -> dict[str, torch.Tensor]:
+    """A method's codes from an :class:`~hyperinverter.InversionResult`: ``w``, ``ws`` and dense ``delta.<name>``."""
+    return {"w": result.w, "ws": result.ws, **{f"delta.{k}": v for k, v in result.deltas.items()}}
+
+
 def _chunks(images: torch.Tensor, size: Optional[int]) -> list[torch.Tensor]:
     return [images] if size is None or images.shape[0] <= size else list(images.split(size))
 
@@ -59,8 +64,7 @@ class HyperInverterMethod(InversionMethod):
 
     def _run(self, images, warmup):
         result = self.model.invert(images, batch_size=self.config.chunk_size or images.shape[0])
-        codes = {"w": result.w, "ws": result.ws, **{f"delta.{k}": v for k, v in result.deltas.items()}}
-        return result.image, codes, []
+        return result.image, _codes(result), []
 
 @dataclass
 class RefineMethodConfig(RefineConfig):
@@ -81,5 +85,4 @@ class HyperInverterRefineMethod(InversionMethod):
             start = self.model(images)
         result, history = refine_with_history(self.model, images, start, cfg, self.lpips,
                                               progress=self.progress and not warmup)
-        codes = {"w": result.w, "ws": result.ws, **{f"delta.{k}": v for k, v in result.deltas.items()}}
-        return result.image, codes, history
+        return result.image, _codes(result), history

@@ -40,7 +40,7 @@ from ..inverter import HyperInverter, InversionResult
 from ..metrics.image import mse, psnr, ssim
 from ..stylegan2.residuals import LowRankResidual, Residuals, raw_items
 from ..utils.image_io import tensor_to_pil
-from ..utils.images import make_grid
+from ..utils.images import make_grid, to_uint8
 from .defaults import (DEFAULT_IDLE_S, DEFAULT_KEEP_PHOTO_PIXELS, DEFAULT_MAX_SESSIONS, DEFAULT_REFINE_STEPS,
                        MAX_REFINE_STEPS)
 from .directions import combined_offset, load_directions
@@ -263,12 +263,12 @@ def _to_uint8_tensor(x: torch.Tensor) -> torch.Tensor:
     """``[B, 3, R, R]`` in [-1, 1] -> uint8 on the CPU (kept input of a compact record)."""
     if x.dtype == torch.uint8:
         return x.cpu()
-    return ((x.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return torch.from_numpy(to_uint8(x)).permute(0, 3, 1, 2).contiguous()  # the pixels the PNGs hold
 
 
 def _from_kept_tensor(x: torch.Tensor) -> torch.Tensor:
     """A record's input as float32 in [-1, 1] (a compact record keeps it as uint8)."""
-    return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x.float()
+    return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x.float()  # inverse of utils.images.to_uint8
 
 
 def _picture_bytes(image: Optional[Image.Image]) -> int:

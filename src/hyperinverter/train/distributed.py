@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -10,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 from ..devices import choose_device
+from ..utils.distributed import torchrun_ranks
 
 
 @dataclass
@@ -35,9 +35,7 @@ class DistEnv:
 
 def setup(device: str = "auto") -> DistEnv:
     """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) and start the process group if needed."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world, local = torchrun_ranks()
     dev = choose_device(device, local if world > 1 else None)
     cpu_group = None
     if world > 1:

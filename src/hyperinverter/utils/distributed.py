@@ -130,13 +130,20 @@ class Group:
             self.owns_process_group = False
 
 
-def inference_group() -> Group:
-    """The :class:`Group` of this process: torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``, with a gloo
-    process group started when ``WORLD_SIZE`` > 1 (or an already started one reused)."""
+def torchrun_ranks() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` from torchrun's environment (``(0, 1, 0)`` without torchrun), checked:
+    the one reader of ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` for inference and training."""
     world = _env_int("WORLD_SIZE", 1)
     rank, local = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"torchrun environment: RANK={rank} does not fit WORLD_SIZE={world}")
+    return rank, world, local
+
+
+def inference_group() -> Group:
+    """The :class:`Group` of this process: torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``, with a gloo
+    process group started when ``WORLD_SIZE`` > 1 (or an already started one reused)."""
+    rank, world, local = torchrun_ranks()
     if world == 1:
         return Group()
     import torch.distributed as dist

@@ -164,19 +164,17 @@ def _invert(args: argparse.Namespace, group) -> int:
 
     from .pretrained import resolve
     from .utils.image_io import iter_image_paths
-    from .workflows import invert_files, plan_invert_outputs
+    from .workflows import check_invert_args, invert_files, plan_invert_outputs
 
     main_only = group.is_main
     if args.codes is None:
         args.codes = "half" if args.refine else "compact"
     error, paths, device, align_names = None, [], None, None
-    if args.refine and args.codes == "compact":
-        raise ValueError("refined weights are no longer the hypernetworks' per-layer codes: with --refine, write "
-                         "--codes half or --codes full")
     try:  # every process checks; one message (from process 0) when any of them fails, before any work
         resolve(args.model)  # a missing model is named first (cheap; loading comes after the output checks)
         _require_existing(args.images)
         _check_batch_size(args.batch_size)
+        check_invert_args(args.batch_size, args.codes, args.refine)
         if args.align and (group.distributed or args.resume):
             raise ValueError("--align does not combine with torchrun or --resume: run 'hyperinverter align PHOTOS -o "
                              "CROPS' first, then invert the crops")

@@ -113,7 +113,7 @@ def invert_files(model: HyperInverter, paths: Sequence[Path], out_dir: Path, bat
     error: Optional[BaseException] = None
     names: list[str] = []
     try:
-        _check_invert_args(batch_size, codes_format, refine_steps)
+        check_invert_args(batch_size, codes_format, refine_steps)
         names = plan_invert_outputs(paths, out_dir, overwrite, resume)
         if resume and group.is_main:
             clean_stale_temporaries(out_dir)  # what a kill -9 left; no process writes before agree() below
@@ -143,7 +143,8 @@ def invert_files(model: HyperInverter, paths: Sequence[Path], out_dir: Path, bat
     return _merge_reports(group, report, paths, outputs)
 
 
-def _check_invert_args(batch_size: int, codes_format: str, refine_steps: int = 0) -> None:
+def check_invert_args(batch_size: int, codes_format: str, refine_steps: int = 0) -> None:
+    """The settings of :func:`invert_files`, checked before any work (one ``ValueError`` line each)."""
     if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
         raise ValueError(f"refine steps must be a whole number >= 0, got {refine_steps!r}"[:200])
     if refine_steps and codes_format == "compact":

@@ -13,6 +13,7 @@ copy per image (PTI's own implementation deep-copies the generator), in one batc
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Mapping, Optional
@@ -189,8 +190,6 @@ def refine_with_history(model: HyperInverter, images: torch.Tensor, result: Opti
                         config: Optional[RefineConfig] = None, lpips: Optional[torch.nn.Module] = None,
                         progress: bool = False, **overrides) -> tuple[InversionResult, list[float]]:
     """:func:`refine`, and the mean per-image loss before each step plus the final one."""
-    import dataclasses
-
     config = dataclasses.replace(config or RefineConfig(), **overrides)
     model.check_images(images)
     if images.shape[-1] != model.resolution or images.shape[-2] != model.resolution:

@@ -14,6 +14,9 @@ Measures, with an attribute regressor trained on rendered portraits (``hyperinve
 * realism: KID between ``--kid-count`` generator samples and as many renders (val split), in the
   regressor's feature space; with ``--baseline MODEL``, the same for that model and the ratio (bar <= 0.25).
 
+Every portrait is rendered in the framing the model was trained on (``framing`` in its ``domain.json``; portrait
+when it records none; ``--framing`` overrides it), and the baseline's KID renders in the baseline's.
+
 Writes ``samples.png`` (generator samples), ``inversions.png`` (input | phase I | HyperInverter),
 ``edits.png`` (reconstruction, then each direction at - and +) and ``quality.json`` with ``--out``.
 Exit status 0 when every bar is met.
@@ -34,10 +37,12 @@ import torch
 
 from hyperinverter import HyperInverter
 from hyperinverter.demo.run import labelled_grid, model_directions, per_image_metrics
+from hyperinverter.domain import portrait_framing
 from hyperinverter.evaluation.attributes import AttributeRegressor, attribute_columns, render_labelled_portraits
 from hyperinverter.evaluation.base import MethodOutput
 from hyperinverter.evaluation.editability import EditabilityConfig, EditabilityMeter
 from hyperinverter.metrics.fid import kid_from_features
+from hyperinverter.portraits import FRAMINGS
 from hyperinverter.pretrained import DEFAULT_MODEL, resolve
 
 REQUIRED_DIRECTIONS = ("smile", "yaw", "tilt", "glasses", "hair_lightness", "skin_tone")
@@ -75,6 +80,12 @@ def kid(regressor: AttributeRegressor, fake: torch.Tensor, real_features: np.nda
     return float(kid_from_features(f, real_features).mean)
 
 
+def render_features(regressor: AttributeRegressor, count: int, size: int, framing: str) -> np.ndarray:
+    """The regressor's features of ``count`` val-split renders in ``framing`` (the real side of KID)."""
+    real = render_labelled_portraits("val", count, size=size, framing=framing).images
+    return in_batches(regressor.embed, real).double().numpy()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model name or folder (default: the shipped one)")
@@ -84,6 +95,9 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline", default=None, help="a model whose generator's KID is the reference")
     parser.add_argument("--count", type=int, default=200, help="held-out test portraits")
     parser.add_argument("--kid-count", type=int, default=2000, help="generator samples and renders for KID")
+    parser.add_argument("--framing", choices=list(FRAMINGS), default=None,
+                        help="render the test and KID portraits in this framing (default: the model's, from its "
+                             "domain.json; the baseline's KID renders keep the baseline's)")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--out", type=Path, default=None, help="write the figures and quality.json here")
     args = parser.parse_args(argv)
@@ -94,9 +108,10 @@ def main(argv=None) -> int:
     model = HyperInverter.from_pretrained(model_dir).eval()
     regressor = AttributeRegressor.from_pretrained(args.attributes).eval()
     R = model.resolution
-    data = render_labelled_portraits("test", args.count, size=R)
+    framing = args.framing or portrait_framing(model_dir)
+    data = render_labelled_portraits("test", args.count, size=R, framing=framing)
     x = data.images
-    report: dict = {"model": str(args.model), "count": args.count, "bars": BARS}
+    report: dict = {"model": str(args.model), "framing": framing, "count": args.count, "bars": BARS}
     met: dict[str, bool] = {}
 
     # Reconstruction.
@@ -110,7 +125,8 @@ def main(argv=None) -> int:
     report["mse_ratio"] = ratio
     met["psnr"] = mean["hyperinverter"]["psnr"] >= BARS["psnr_db"]
     met["mse_ratio"] = ratio <= BARS["mse_ratio"]
-    print(f"model {args.model}: {args.count} held-out {R}px portraits, {report['ms_per_image']:.1f} ms/image")
+    print(f"model {args.model}: {args.count} held-out {R}px portraits ({framing} framing), "
+          f"{report['ms_per_image']:.1f} ms/image")
     print("| | MSE | PSNR (dB) | SSIM |\n|---|---|---|---|")
     for phase, label in (("phase1", "phase I (W encoder)"), ("hyperinverter", "HyperInverter")):
         print(f"| {label} | {mean[phase]['mse']:.4f} | {mean[phase]['psnr']:.2f} | {mean[phase]['ssim']:.4f} |")
@@ -179,14 +195,17 @@ def main(argv=None) -> int:
               f"{visible:.2f} |")
 
     # Realism: KID in the regressor's feature space.
-    real = render_labelled_portraits("val", args.kid_count, size=R).images
-    real_f = in_batches(regressor.embed, real).double().numpy()
+    real_f = render_features(regressor, args.kid_count, R, framing)
     samples = generator_samples(model, args.kid_count)
     report["kid"] = kid(regressor, samples, real_f)
     line = f"KID (regressor features, {args.kid_count} samples vs renders): {report['kid']:.5f}"
     if args.baseline:
-        base = HyperInverter.from_pretrained(resolve(args.baseline)).eval()
-        report["kid_baseline"] = kid(regressor, generator_samples(base, args.kid_count), real_f)
+        base_dir = resolve(args.baseline)
+        base = HyperInverter.from_pretrained(base_dir).eval()
+        base_framing = portrait_framing(base_dir)  # its samples are compared with renders of its own domain
+        report["baseline_framing"] = base_framing
+        base_f = real_f if base_framing == framing else render_features(regressor, args.kid_count, R, base_framing)
+        report["kid_baseline"] = kid(regressor, generator_samples(base, args.kid_count), base_f)
         report["kid_ratio"] = report["kid"] / report["kid_baseline"]
         met["kid_ratio"] = report["kid_ratio"] <= BARS["kid_ratio"]
         line += f"; baseline {args.baseline}: {report['kid_baseline']:.5f}; ratio {report['kid_ratio']:.3f}"

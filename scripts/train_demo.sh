@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Retrain the shipped demo model (hyperinverter/pretrained/portraits64) from nothing, with the project's
-# own commands: portrait pairs -> StyleGAN2 taught by the renderer -> W encoder (phase I) -> hypernetworks
-# (phase II) -> directions -> float16 export into the package.
+# Retrain a demo model (hyperinverter/pretrained/<DEMO>) from nothing, with the project's own commands:
+# portrait pairs -> StyleGAN2 taught by the renderer -> W encoder (phase I) -> hypernetworks (phase II)
+# -> directions -> float16 export into the package.
 #
 #   bash scripts/train_demo.sh                 # every stage
 #   bash scripts/train_demo.sh w hyper pack    # some stages (data gan w hyper pack)
+#   DEMO=faces64 bash scripts/train_demo.sh    # which model (portraits64: head and shoulders; faces64: the
+#                                              # face fills the frame); presets <stage>_<DEMO>.yaml
 #
 # Each training stage resumes from its checkpoint when there is one, so running the script again
 # continues where it stopped. Wall-time budgets per stage (minutes, 0 = the preset's step count):
@@ -15,6 +17,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HI="${HI:-.venv/bin/hyperinverter}"
+DEMO="${DEMO:-portraits64}"
+case "$DEMO" in
+  portraits64) FRAMING=portrait; PAIRS=data/pairs64; HELD=data/portraits64; GAN=gan_teacher_demo64
+               W=w_encoder_demo64; HYPER=hypernet_demo64 ;;
+  faces64) FRAMING=face; PAIRS=data/facepairs64; HELD=data/faces64; GAN=gan_teacher_faces64
+           W=w_encoder_faces64; HYPER=hypernet_faces64 ;;
+  *) echo "DEMO must be portraits64 or faces64, got $DEMO" >&2; exit 2 ;;
+esac
 GAN_STEPS="${GAN_STEPS:-6035}"
 W_CODE_STEPS="${W_CODE_STEPS:-1500}"
 W_STEPS="${W_STEPS:-2100}"
@@ -27,30 +37,32 @@ step_of() { [ -f "$1/log.txt" ] && tail -1 "$1/log.txt" | sed -n 's/^step=\([0-9
 
 if has data; then
   # 40k (z, image) pairs: portrait i is the render of attributes_from_latent(latents[i]) (numpy seed 7).
-  [ -f data/pairs64/labels.csv ] || $HI data portraits --count 40000 --latents 64 --start 7 -o data/pairs64 --workers 2 --quiet --overwrite
-  [ -f data/portraits64/val/labels.csv ] || $HI data portraits --count 500 --split val -o data/portraits64/val --quiet --overwrite
-  [ -f data/portraits64/test/labels.csv ] || $HI data portraits --count 200 --split test -o data/portraits64/test --quiet --overwrite
+  F=(--framing "$FRAMING")
+  [ -f $PAIRS/labels.csv ] || $HI data portraits --count 40000 --latents 64 --start 7 "${F[@]}" -o $PAIRS --workers 2 --quiet --overwrite
+  [ -f $HELD/val/labels.csv ] || $HI data portraits --count 500 --split val "${F[@]}" -o $HELD/val --quiet --overwrite
+  [ -f $HELD/test/labels.csv ] || $HI data portraits --count 200 --split test "${F[@]}" -o $HELD/test --quiet --overwrite
 fi
 if has gan; then
-  $HI train gan-teacher -c gan_teacher_demo64 $(resume runs/gan_teacher_demo64) \
+  $HI train gan-teacher -c $GAN $(resume runs/$GAN) \
     run.steps="$GAN_STEPS" run.max_minutes="${GAN_MINUTES:-0}" ${GAN_ARGS:-}
 fi
 if has w; then
   # Phase I, part 1: codes only (no synthesis, ~10x faster per step); part 2: codes + image losses.
-  if [ "$(step_of runs/w_encoder_demo64)" -lt "$W_CODE_STEPS" ] 2>/dev/null; then
-    $HI train w-encoder -c w_encoder_demo64 $(resume runs/w_encoder_demo64) \
+  if [ "$(step_of runs/$W)" -lt "$W_CODE_STEPS" ] 2>/dev/null; then
+    $HI train w-encoder -c $W $(resume runs/$W) \
       run.steps="$W_CODE_STEPS" losses.l2=0 losses.grad=0 run.val_every=0 run.image_every=0 ${W_ARGS:-}
   fi
-  $HI train w-encoder -c w_encoder_demo64 --resume run.steps="$W_STEPS" \
+  $HI train w-encoder -c $W --resume run.steps="$W_STEPS" \
     run.max_minutes="${W_MINUTES:-0}" ${W_ARGS:-}
 fi
 if has hyper; then
-  $HI train hypernet -c hypernet_demo64 $(resume runs/hypernet_demo64) run.steps="$HYPER_STEPS" \
+  $HI train hypernet -c $HYPER $(resume runs/$HYPER) run.steps="$HYPER_STEPS" \
     run.max_minutes="${HYPER_MINUTES:-0}" ${HYPER_ARGS:-}
 fi
 if has pack; then
-  $HI directions fit-portraits --model runs/hypernet_demo64/model --count 2000 --overwrite
-  # float16 export with domain.json: the typical phase-I PSNR on validation portraits (out-of-domain warnings)
-  $HI export runs/hypernet_demo64/model -o src/hyperinverter/pretrained/portraits64 --dtype float16 --overwrite \
-    --validation data/portraits64/val --domain-kind "procedural portraits"
+  # float16 export with domain.json: the framing and the typical phase-I PSNR on validation portraits
+  # (out-of-domain warnings); then the directions, fitted on codes of portraits in the model's framing
+  $HI export runs/$HYPER/model -o src/hyperinverter/pretrained/$DEMO --dtype float16 --overwrite \
+    --validation $HELD/val --domain-kind "procedural portraits" --framing "$FRAMING"
+  $HI directions fit-portraits --model src/hyperinverter/pretrained/$DEMO --count 2000 --overwrite
 fi

@@ -119,6 +119,63 @@ def test_demo_end_to_end(tmp_path, model_dir, capsys):
     assert report.directions == ["smile", "yaw"] and "interpolation_gif" not in report.files
 
 
+@pytest.fixture()
+def face_model_dir(tmp_path):
+    """A tiny model whose domain.json says it was trained on face-framed portraits."""
+    from hyperinverter.domain import DomainRecord, save_domain
+
+    folder = tmp_path / "faces"
+    make_model(seed=3).save_pretrained(folder)
+    save_domain(DomainRecord(kind="procedural portraits", framing="face"), folder)
+    return folder
+
+
+def _spy_framings(monkeypatch, module) -> list:
+    """Record the framing of every ``render_seed`` call made through ``module``."""
+    calls, original = [], module.render_seed
+
+    def spy(seed, size=64, framing="portrait"):
+        calls.append(framing)
+        return original(seed, size, framing)
+
+    monkeypatch.setattr(module, "render_seed", spy)
+    return calls
+
+
+def test_the_demo_renders_held_out_portraits_in_the_models_framing(tmp_path, face_model_dir, monkeypatch):
+    from hyperinverter.demo import run
+    from hyperinverter.portraits import render_seed
+    from hyperinverter.utils.image_io import pil_to_tensor
+
+    x, names = run.held_out_portraits(2, 0, 32, framing="face")
+    assert torch.equal(x[1], pil_to_tensor(render_seed(2_000_001, 32, "face")[0])) and names[1] == "portrait_2000001"
+    assert not torch.equal(x, run.held_out_portraits(2, 0, 32)[0])
+    with pytest.raises(ValueError, match="unknown framing"):
+        run.held_out_portraits(2, 0, 32, framing="wide")
+    calls = _spy_framings(monkeypatch, run)
+    report = run_demo(HyperInverter.from_pretrained(face_model_dir), tmp_path / "demo", model_dir=face_model_dir,
+                      log=lambda s: None, options=DemoOptions(count=2, samples=0, interpolation_steps=0))
+    assert calls == ["face", "face"]
+    assert "face framing" in json.loads(report.files["metrics_json"].read_text())["source"]
+    calls.clear()
+    run_demo(HyperInverter.from_pretrained(face_model_dir), tmp_path / "demo2", model_dir=None, log=lambda s: None,
+             options=DemoOptions(count=2, samples=0, interpolation_steps=0))
+    assert calls == ["portrait", "portrait"]  # no model folder: no record, the portrait framing
+
+
+def test_fit_portraits_renders_in_the_models_framing(face_model_dir, monkeypatch, capsys):
+    from hyperinverter.demo import directions
+
+    calls = _spy_framings(monkeypatch, directions)
+    assert main(["directions", "fit-portraits", "--model", str(face_model_dir), "--count", "30", "--attributes",
+                 "smile", "--device", "cpu"]) == 0
+    assert calls == ["face"] * 30 and "face framing" in capsys.readouterr().out
+    saved = json.loads((face_model_dir / "directions" / "smile.json").read_text())
+    assert saved["description"]["framing"] == "face"
+    with pytest.raises(ValueError, match="unknown framing"):
+        encode_portraits(HyperInverter.from_pretrained(face_model_dir), 2, framing="wide")
+
+
 def test_demo_with_user_images_and_bad_files(tmp_path, model_dir, capsys):
     good = tmp_path / "a.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 50, 3), dtype=np.uint8)).save(good)

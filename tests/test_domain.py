@@ -91,6 +91,58 @@ def test_export_records_the_domain_and_domain_stats_rewrites_it(model, model_dir
     assert main(["export", str(out), "-o", str(tmp_path / "x"), "--domain-kind", "y"]) == 2  # kind without images
 
 
+def test_the_record_keeps_the_portrait_framing_and_old_records_load(model_dir, tmp_path):
+    from hyperinverter.domain import portrait_framing
+
+    assert portrait_framing(model_dir) == "portrait"  # no domain.json
+    record = DomainRecord(kind="procedural portraits", psnr_mean=30.0, framing="face")
+    assert DomainRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+    save_domain(record, model_dir)
+    assert json.loads((model_dir / "domain.json").read_text())["framing"] == "face"
+    assert load_domain(model_dir) == record and portrait_framing(model_dir) == "face"
+    old = {k: v for k, v in record.to_dict().items() if k != "framing"}  # written before framings existed
+    (model_dir / "domain.json").write_text(json.dumps(old))
+    assert load_domain(model_dir).framing == "" and portrait_framing(model_dir) == "portrait"
+    assert portrait_framing("portraits64") == "portrait"  # the shipped model says so
+
+
+def test_export_records_the_framing(model, model_dir, tmp_path, capsys):
+    from hyperinverter.portraits import write_portraits
+
+    save_domain(DomainRecord(kind="procedural portraits", psnr_mean=30.0, psnr_std=1.0, count=9), model_dir)
+    # --framing without --validation: the source's record with the framing set
+    assert main(["export", str(model_dir), "-o", str(tmp_path / "a"), "--framing", "face"]) == 0
+    assert load_domain(tmp_path / "a") == DomainRecord(kind="procedural portraits", psnr_mean=30.0, psnr_std=1.0,
+                                                       count=9, framing="face")
+    assert "procedural portraits, face framing" in capsys.readouterr().out
+    # a record-less source: a record that holds only the framing
+    model.save_pretrained(tmp_path / "bare")
+    assert main(["export", str(tmp_path / "bare"), "-o", str(tmp_path / "b"), "--framing", "portrait"]) == 0
+    assert load_domain(tmp_path / "b") == DomainRecord(framing="portrait")
+    assert "no phase-I figures" in capsys.readouterr().out
+    # --validation: the framing its labels.json records, else the source's; --framing wins
+    val = write_portraits(tmp_path / "val", 3, split="val", size=32, framing="face")
+    assert main(["export", str(tmp_path / "bare"), "-o", str(tmp_path / "c"), "--validation", str(val)]) == 0
+    assert load_domain(tmp_path / "c").framing == "face" and load_domain(tmp_path / "c").count == 3
+    assert main(["export", str(tmp_path / "a"), "-o", str(tmp_path / "d"), "--validation", str(val / "1000000.png"),
+                 str(val / "1000001.png"), "--framing", "portrait"]) == 0
+    assert load_domain(tmp_path / "d").framing == "portrait"
+    other = _images(tmp_path / "drawn", model)  # no labels: the source's framing stays
+    assert main(["export", str(tmp_path / "a"), "-o", str(tmp_path / "e"), "--validation", str(other)]) == 0
+    assert load_domain(tmp_path / "e").framing == "face"
+    # domain-stats measures again and keeps the framing; mixed labels are refused in one line
+    assert main(["domain-stats", str(tmp_path / "e"), str(other), "--overwrite", "--device", "cpu"]) == 0
+    assert load_domain(tmp_path / "e").framing == "face"
+    write_portraits(tmp_path / "val2", 2, split="val", size=32, framing="portrait")
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "bare"), "-o", str(tmp_path / "f"), "--validation", str(val),
+                 str(tmp_path / "val2")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "several framings (face, portrait)" in err and "--framing" in err
+    with pytest.raises(SystemExit):
+        main(["export", str(tmp_path / "bare"), "-o", str(tmp_path / "g"), "--framing", "wide"])
+
+
 def test_invert_edit_and_demo_name_inputs_outside_the_domain(model, model_dir, tmp_path, capsys):
     odd = _odd(tmp_path / "odd.png")
     np.save(tmp_path / "d.npy", np.ones(32, np.float32))

@@ -247,6 +247,53 @@ def test_labelled_portraits_from_files_and_rendered(tmp_path):
     assert torch.allclose(light, hair)
 
 
+def test_rendered_labelled_portraits_in_several_framings():
+    from hyperinverter.portraits import render_seed
+
+    mixed = render_labelled_portraits("val", 4, size=32, framing=["portrait", "face"])
+    assert mixed.files == ["seed:1000000:portrait", "seed:1000001:face", "seed:1000002:portrait", "seed:1000003:face"]
+    for i, name in enumerate(mixed.files):
+        seed, framing = int(name.split(":")[1]), name.split(":")[2]
+        expected = torch.from_numpy(np.asarray(render_seed(seed, 32, framing)[0], np.float32)).permute(2, 0, 1)
+        assert torch.allclose((mixed.images[i] + 1) * 127.5, expected, atol=1e-3)
+    single = render_labelled_portraits("val", 4, size=32)
+    assert torch.equal(single.vectors, mixed.vectors) and torch.equal(single.images[0], mixed.images[0])
+    assert not torch.equal(single.images[1], mixed.images[1])
+    face = render_labelled_portraits("val", 2, size=32, framing="face")
+    assert face.files == ["seed:1000000", "seed:1000001"] and torch.equal(face.images[1], mixed.images[1])
+    with pytest.raises(ValueError, match="unknown framing 'wide'"):
+        render_labelled_portraits("val", 2, size=32, framing="portrait,wide".split(","))
+
+
+def test_train_attributes_splits_the_rendered_portraits_between_framings(tmp_path, monkeypatch, capsys):
+    from hyperinverter import portraits
+
+    calls, original = [], portraits.render_seed
+
+    def spy(seed, size=64, framing="portrait"):
+        calls.append((seed, framing))
+        return original(seed, size, framing)
+
+    monkeypatch.setattr(portraits, "render_seed", spy)
+    args = ["train-attributes", "--render", "6", "--size", "32", "--input-size", "32", "--widths", "4",
+            "--attributes", "smile", "--steps", "2", "--batch-size", "4", "--device", "cpu", "--quiet"]
+    assert main(args + ["--framing", "portrait,face", "-o", str(tmp_path / "r")]) == 0
+    assert calls == [(i, "portrait" if i % 2 == 0 else "face") for i in range(6)]
+    report = json.loads((tmp_path / "r" / "training_report.json").read_text())
+    assert report["framings"] == ["portrait", "face"] and "portrait, face framing" in report["data"]
+    calls.clear()
+    assert main(args + ["-o", str(tmp_path / "p")]) == 0  # default: the portrait framing
+    assert {f for _, f in calls} == {"portrait"}
+    data = write_portraits(tmp_path / "data", 2, split="val", size=32)
+    capsys.readouterr()
+    assert main(["train-attributes", "--data", str(data), "--framing", "face", "-o", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--framing is for --render" in err and not (tmp_path / "d").exists()
+    for bad in ("wide", "face,face", ","):
+        with pytest.raises(SystemExit):
+            main(args + ["--framing", bad, "-o", str(tmp_path / "x")])
+
+
 # ---------------------------------------------------------------------------------------------- editability
 class _RedGreen:
     """A stand-in regressor: "smile" = mean red, "yaw" = mean green (already on a common scale)."""

@@ -132,6 +132,34 @@ def test_render_refuses_bad_sizes():
         render_portrait(BASE, size=64, supersample=0)
 
 
+def test_framings_portrait_is_the_default_and_face_fills_the_frame():
+    from hyperinverter.demo.names import FRAMING_NAMES
+    from hyperinverter.portraits import FRAMINGS
+    from hyperinverter.portraits.painter import _skin_rgb
+
+    assert tuple(FRAMINGS) == FRAMING_NAMES  # the command line's torch-free choices
+    default = render_portrait(BASE, 64)
+    assert render_portrait(BASE, 64, framing="portrait").tobytes() == default.tobytes()
+    assert render_seed(5, 64, "portrait")[0].tobytes() == render_seed(5, 64)[0].tobytes()
+    face = render_portrait(BASE, 64, framing="face")
+    assert face.size == (64, 64) and face.mode == "RGB"
+    f, p = np.asarray(face, np.int16), np.asarray(default, np.int16)
+    assert np.abs(f - p).mean() > 20
+    # The face framing is the square around (0.5, 0.46) of a canvas 1.75x the side: the same as cropping a
+    # portrait drawn that large (448 = 1.75 * 64 * 4 supersampling) and shrinking the crop.
+    big = render_portrait(BASE, 448, supersample=1)
+    crop = np.asarray(big.crop((96, 78, 352, 334)).resize((64, 64), Image.LANCZOS), np.int16)
+    assert np.abs(f - crop).max() <= 2
+    skin = lambda a: (np.abs(a - _skin_rgb(BASE.skin_tone)).max(-1) < 40).mean()  # noqa: E731
+    assert skin(f) > 2 * skin(p) > 0  # the face covers more of the picture
+
+
+def test_unknown_framing_is_refused_naming_the_choices():
+    for call in (lambda: render_portrait(BASE, 64, framing="wide"), lambda: render_seed(1, 64, "wide")):
+        with pytest.raises(ValueError, match="unknown framing 'wide'; expected one of portrait, face"):
+            call()
+
+
 def test_supersampling_antialiases_edges():
     # Without supersampling every edge is hard; with it, edge pixels take intermediate values.
     hard = np.asarray(render_portrait(BASE, 64, supersample=1))
@@ -264,7 +292,7 @@ def test_write_portraits(tmp_path):
     assert [r["file"] for r in records] == [r[0] for r in rows] == names
     for rec, row, seed in zip(records, rows, seeds):
         attrs = sample_attributes(seed)
-        assert rec["seed"] == int(row[1]) == seed and rec["split"] == "val"
+        assert rec["seed"] == int(row[1]) == seed and rec["split"] == "val" and rec["framing"] == "portrait"
         assert PortraitAttributes.from_dict(rec["attributes"]) == attrs
         vec = np.asarray(rec["vector"], np.float32)
         np.testing.assert_array_equal(vec, attrs.to_vector())
@@ -272,6 +300,16 @@ def test_write_portraits(tmp_path):
         with Image.open(out / rec["file"]) as im:
             assert im.size == (64, 64) and im.mode == "RGB"
             assert im.tobytes() == render_seed(seed, 64)[0].tobytes()
+
+
+def test_write_portraits_in_the_face_framing_records_it(tmp_path):
+    out = write_portraits(tmp_path / "ds", 2, split="test", size=32, framing="face")
+    records = json.loads((out / "labels.json").read_text())
+    assert [r["framing"] for r in records] == ["face", "face"]
+    for rec in records:
+        with Image.open(out / rec["file"]) as im:
+            assert im.tobytes() == render_seed(rec["seed"], 32, "face")[0].tobytes()
+            assert im.tobytes() != render_seed(rec["seed"], 32)[0].tobytes()
 
 
 def test_write_portraits_workers_give_the_same_files(tmp_path):
@@ -316,6 +354,7 @@ def test_write_portraits_refuses_to_overwrite_foreign_files(tmp_path, name):
     (dict(count=2, split="nope"), "split"),
     (dict(count=2, workers=0), "workers"),
     (dict(count=2, size=8), "size"),
+    (dict(count=2, framing="wide"), "unknown framing 'wide'; expected one of portrait, face"),
 ])
 def test_write_portraits_refuses_bad_arguments(tmp_path, kwargs, word):
     with pytest.raises(ValueError, match=word):

@@ -19,8 +19,9 @@ from hyperinverter.train.config import check_batch_sizes, preset_names, resolve_
 
 #: The presets shipped inside the package (``hyperinverter/configs/*.yaml``, package data).
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "hyperinverter" / "configs"
-SHIPPED = {"gan_demo64", "gan_teacher_demo64", "hypernet_churches", "hypernet_demo64", "hypernet_faces",
-           "w_encoder_churches", "w_encoder_demo64", "w_encoder_faces"}
+SHIPPED = {"gan_demo64", "gan_teacher_demo64", "gan_teacher_faces64", "hypernet_churches", "hypernet_demo64",
+           "hypernet_faces", "hypernet_faces64", "w_encoder_churches", "w_encoder_demo64", "w_encoder_faces",
+           "w_encoder_faces64"}
 TINY_G = {"img_resolution": 16, "z_dim": 16, "w_dim": 16, "channel_base": 128, "channel_max": 16,
           "mapping_layers": 2}
 TINY_BACKBONE = {"kind": "ir_se", "blocks": [1, 1, 1, 1], "widths": [8, 8, 16, 16], "stem_width": 8,

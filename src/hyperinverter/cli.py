@@ -421,6 +421,7 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .demo.directions import DEMO_ATTRIBUTES, encode_portraits, fit_portrait_directions
+    from .domain import portrait_framing
     from .editing import save_direction
     from .inverter import HyperInverter
     from .pretrained import resolve
@@ -438,8 +439,10 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
     plan.check()
     check_writable(out)
     model = HyperInverter.from_pretrained(model_dir, device=choose_device(args.device))
+    framing = portrait_framing(model_dir)  # the portraits the model was trained on (domain.json)
+    print(f"rendering {args.count} training-split portraits in the model's {framing} framing")
     with tqdm(total=args.count, unit="img", desc="render + encode") as bar:
-        data = encode_portraits(model, args.count, progress=bar.update)
+        data = encode_portraits(model, args.count, progress=bar.update, framing=framing)
     for direction, report in fit_portrait_directions(data, attributes, method=args.method):
         path = save_direction(direction, out)
         print(f"{direction.name}: held-out accuracy {report['holdout_accuracy']:.3f}, default strength "
@@ -468,8 +471,10 @@ def cmd_data_portraits(args: argparse.Namespace) -> int:
         what = f"from {args.latents}-d Gaussian latents, numpy seed {args.start}; latents.npy"
     with tqdm(total=args.count, unit="img", desc=f"portraits ({args.split})", disable=args.quiet) as bar:
         out = write_portraits(args.output, args.count, split=args.split, size=args.size, start=args.start,
-                              workers=args.workers, progress=lambda n: bar.update(n - bar.n), latents=latents)
-    print(f"wrote {args.count} {args.size}px portraits ({what}) and labels.json/labels.csv to {out}")
+                              workers=args.workers, progress=lambda n: bar.update(n - bar.n), latents=latents,
+                              framing=args.framing)
+    print(f"wrote {args.count} {args.size}px portraits, {args.framing} framing ({what}) and labels.json/labels.csv "
+          f"to {out}")
     return 0
 
 
@@ -503,7 +508,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .demo.names import DEMO_ATTRIBUTES
+    from .demo.names import DEMO_ATTRIBUTES, FRAMING_NAMES
     from .editing.strength import STRENGTH_HELP
 
     parser = _Parser(prog="hyperinverter", description=__doc__)
@@ -631,7 +636,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--model", "-m", required=True, help="HyperInverter folder or shipped name (its E1 gives w)")
     q.add_argument("--attributes", nargs="+", default=None,
                    help=f"portrait attributes to fit (default: {' '.join(DEMO_ATTRIBUTES)})")
-    q.add_argument("--count", type=int, default=2000, help="training-split portraits to render and encode")
+    q.add_argument("--count", type=int, default=2000, help="training-split portraits to render (in the framing the "
+                                                             "model's domain.json records) and encode")
     q.add_argument("--method", choices=["svm", "logistic"], default="svm",
                    help="linear classifier whose normal is the direction (InterFaceGAN: svm)")
     q.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
@@ -665,6 +671,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--latents", type=int, default=0, metavar="Z_DIM",
                    help="draw each portrait from a Gaussian vector of this size instead of a seed (z -> portrait "
                         "pairs for training the demo generator; see attributes_from_latent); writes latents.npy")
+    q.add_argument("--framing", choices=FRAMING_NAMES, default="portrait",
+                   help="portrait: head and shoulders; face: the face fills the frame, as in FFHQ's alignment")
     q.add_argument("--workers", type=int, default=1, help="rendering processes")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.add_argument("--overwrite", action="store_true",

@@ -10,7 +10,9 @@ into a picture of the domain rather than reconstruct it. The front ends (``inver
 without the record says nothing.
 
 ``record_domain_stats(model, images)`` measures the figures (``hyperinverter export --validation`` and
-``hyperinverter domain-stats`` write them); ``load_domain`` reads them back.
+``hyperinverter domain-stats`` write them); ``load_domain`` reads them back. A model trained on the procedural
+portraits also records their framing (:data:`~hyperinverter.portraits.FRAMINGS`): whatever renders portraits
+for it (the demo, ``directions fit-portraits``, the quality benchmark) reads it with :func:`portrait_framing`.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ class DomainRecord:
         threshold_db: inputs whose phase-I PSNR is below this are called outside the domain (None: derived
             from the figures, see :meth:`threshold`).
         source: where the figures come from (a folder, or a paper's table).
+        framing: for a model trained on the procedural portraits, the
+            :data:`~hyperinverter.portraits.FRAMINGS` entry it was trained on (``"portrait"``, ``"face"``);
+            ``""``: not a portrait model, or unknown (portrait code reads it as ``"portrait"``, what models made
+            before framings existed were trained on; see :func:`portrait_framing`).
     """
 
     kind: str = ""
@@ -64,6 +70,7 @@ class DomainRecord:
     resolution: Optional[int] = None
     threshold_db: Optional[float] = None
     source: str = ""
+    framing: str = ""
 
     def threshold(self) -> Optional[float]:
         """The phase-I PSNR below which an input is called outside the domain (None: no figures).
@@ -137,6 +144,13 @@ def load_domain(model: PathLike) -> Optional[DomainRecord]:
         return None
 
 
+def portrait_framing(model: PathLike) -> str:
+    """The portrait framing of a model folder or model name: the ``framing`` of its record, ``"portrait"``
+    when it has none (no ``domain.json``, an unreadable one, or one without the field)."""
+    record = load_domain(model)
+    return record.framing if record is not None and record.framing else "portrait"
+
+
 # --------------------------------------------------------------------------------------- measuring
 def phase1_psnr(images: torch.Tensor, image_w: torch.Tensor) -> torch.Tensor:
     """PSNR in dB of the phase-I images ``image_w`` against the inputs ``images`` (both ``[B, 3, R, R]`` in
@@ -158,7 +172,8 @@ def outside_messages(record: Optional[DomainRecord], names: Iterable[str], psnrs
 
 @torch.no_grad()
 def record_domain_stats(model, images: Union[torch.Tensor, PathLike, Iterable[PathLike]], kind: str = "",
-                        aligned_faces: bool = False, batch_size: int = 8, source: str = "") -> DomainRecord:
+                        aligned_faces: bool = False, batch_size: int = 8, source: str = "",
+                        framing: str = "") -> DomainRecord:
     """Measure the phase-I PSNR of ``model`` on validation images and return the record to save.
 
     Args:
@@ -169,6 +184,7 @@ def record_domain_stats(model, images: Union[torch.Tensor, PathLike, Iterable[Pa
         aligned_faces: whether the model takes FFHQ-aligned face crops.
         batch_size: images per encoder pass.
         source: where the images come from (default: the folder or "a tensor").
+        framing: the portrait framing the model was trained on (``""``: not a portrait model / unknown).
 
     Raises:
         ValueError: fewer than 2 usable images.
@@ -202,8 +218,8 @@ def record_domain_stats(model, images: Union[torch.Tensor, PathLike, Iterable[Pa
     return DomainRecord(kind=kind, aligned_faces=aligned_faces, psnr_mean=round(float(psnrs.mean()), 3),
                         psnr_std=round(float(psnrs.std()), 3), psnr_p05=round(float(torch.quantile(psnrs, 0.05)), 3),
                         psnr_min=round(float(psnrs.min()), 3), count=int(psnrs.numel()), resolution=model.resolution,
-                        source=source)
+                        source=source, framing=framing)
 
 
 __all__ = ["DOMAIN_FILE", "DomainRecord", "MARGIN_DB", "load_domain", "outside_messages", "phase1_psnr",
-           "record_domain_stats", "save_domain"]
+           "portrait_framing", "record_domain_stats", "save_domain"]

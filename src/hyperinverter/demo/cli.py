@@ -61,7 +61,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print("note: no --domain-kind given: out-of-domain messages will say 'its training images'")
     model = HyperInverter.from_pretrained(source)
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": None}[args.dtype]
-    record = _domain_record(model, source, args.validation, args.domain_kind, args.aligned_faces, args.batch_size)
+    record = _domain_record(model, source, args.validation, args.domain_kind, args.aligned_faces, args.batch_size,
+                            args.framing)
     out = model.save_pretrained(args.output, dtype=dtype)
     copied = []
     for f, target in copies:
@@ -113,8 +114,9 @@ def _plan_export(source: Path, out: Path, args: argparse.Namespace) -> list:
     for folder in folders:
         for f in _files_of([folder]) if folder.is_dir() else []:
             copies.append((f, plan.add(out / "directions" / f.name, str(f))))
-    if args.validation:
-        plan.add(out / DOMAIN_FILE, "the measured domain record")
+    if args.validation or args.framing:
+        plan.add(out / DOMAIN_FILE, "the measured domain record" if args.validation else "the domain record with "
+                 "--framing")
     elif (source / DOMAIN_FILE).is_file():
         copies.append((source / DOMAIN_FILE, plan.add(out / DOMAIN_FILE, str(source / DOMAIN_FILE))))
     plan.check()
@@ -122,25 +124,71 @@ def _plan_export(source: Path, out: Path, args: argparse.Namespace) -> list:
     return copies
 
 
-def _domain_record(model, source: Path, images, kind, aligned_faces, batch_size):
-    """A fresh :class:`DomainRecord` from validation ``images`` (None without images); the kind and the
-    aligned-faces flag default to the source's record."""
-    from ..domain import load_domain, record_domain_stats
+def _domain_record(model, source: Path, images, kind, aligned_faces, batch_size, framing=None):
+    """The :class:`DomainRecord` to write: a fresh one from validation ``images``; without images, the source's
+    (or an empty one) with ``framing`` set when it is given, else None (nothing to write). The kind and the
+    aligned-faces flag default to the source's record, the framing as :func:`_framing_of` says."""
+    import dataclasses
 
+    from ..domain import DomainRecord, load_domain, record_domain_stats
+
+    previous = load_domain(source)
     if not images:
         if kind is not None or aligned_faces is not None:
             raise ValueError("--domain-kind/--aligned-faces need validation images (--validation DIR)")
-        return None
-    previous = load_domain(source)
+        return None if framing is None else dataclasses.replace(previous or DomainRecord(), framing=framing)
     kind = kind if kind is not None else (previous.kind if previous else "")
     aligned = aligned_faces if aligned_faces is not None else (previous.aligned_faces if previous else False)
-    return record_domain_stats(model, images, kind=kind, aligned_faces=aligned, batch_size=batch_size)
+    return record_domain_stats(model, images, kind=kind, aligned_faces=aligned, batch_size=batch_size,
+                               framing=_framing_of(framing, images, previous))
+
+
+def _framing_of(framing, images, previous) -> str:
+    """The portrait framing to record: ``framing`` when given, else the one the validation ``images``' labels
+    record (:func:`_labelled_framing`), else the ``previous`` record's, else ``""`` (unknown)."""
+    if framing is not None:
+        return framing
+    return _labelled_framing(images or []) or (previous.framing if previous else "")
+
+
+def _labelled_framing(images) -> str:
+    """The framing recorded in the ``labels.json`` (``hyperinverter data portraits``) of the given folders and
+    of the folders of the given files; ``""`` when none records one (no labels, unreadable ones, labels written
+    before framings existed). Raises ValueError when they record several."""
+    import json
+
+    from .names import FRAMING_NAMES
+
+    folders = {p if p.is_dir() else p.parent for p in map(Path, images)}
+    found = set()
+    for folder in sorted(folders):
+        try:
+            records = json.loads((folder / "labels.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(records, list):
+            found |= {r["framing"] for r in records if isinstance(r, dict) and isinstance(r.get("framing"), str)}
+    unknown = sorted(found - set(FRAMING_NAMES))
+    if unknown:
+        raise ValueError(f"the validation images' labels.json record an unknown framing {unknown[0]!r}; expected one "
+                         f"of {', '.join(FRAMING_NAMES)}")
+    if len(found) > 1:
+        raise ValueError(f"the validation images' labels.json record several framings ({', '.join(sorted(found))}); "
+                         "say which the model was trained on with --framing")
+    return found.pop() if found else ""
 
 
 def _describe_record(record, path: Path) -> str:
-    return (f"domain of {path}: {record.kind or '(kind not given)'}, phase-I PSNR {record.psnr_mean:.2f} dB "
-            f"(std {record.psnr_std:.2f}, 5th percentile {record.psnr_p05:.2f}) on {record.count} validation "
-            f"images; inputs below {record.threshold():.1f} dB are called outside the domain")
+    """One line on a domain record: kind, framing and the phase-I figures (those it has)."""
+    head = f"domain of {path}: {record.kind or '(kind not given)'}" + (f", {record.framing} framing"
+                                                                       if record.framing else "")
+    if record.psnr_mean is None:
+        return f"{head}; no phase-I figures (inputs are not checked against the domain)"
+    spread = ", ".join(f"{name} {value:.2f}" for name, value in (("std", record.psnr_std),
+                                                                 ("5th percentile", record.psnr_p05))
+                       if value is not None)
+    return (f"{head}, phase-I PSNR {record.psnr_mean:.2f} dB{f' ({spread})' if spread else ''} on {record.count} "
+            f"validation images; inputs below {record.threshold():.1f} dB are called outside the domain")
 
 
 def cmd_domain_stats(args: argparse.Namespace) -> int:
@@ -164,7 +212,7 @@ def cmd_domain_stats(args: argparse.Namespace) -> int:
     check_writable(target)
     model = HyperInverter.from_pretrained(folder, device=choose_device(args.device))
     aligned = True if args.aligned_faces else (False if args.not_aligned_faces else None)
-    record = _domain_record(model, folder, args.images, args.kind, aligned, args.batch_size)
+    record = _domain_record(model, folder, args.images, args.kind, aligned, args.batch_size, args.framing)
     out = save_domain(record, target)
     print(f"wrote {out}")
     print(_describe_record(record, folder))
@@ -175,6 +223,7 @@ def add_commands(sub) -> None:
     """Register ``demo``, ``export`` and ``domain-stats`` on the top-level sub-parsers."""
     from ..editing.strength import STRENGTH_HELP
     from ..pretrained import DEFAULT_MODEL
+    from .names import FRAMING_NAMES
 
     p = sub.add_parser("demo", help="the main job: invert held-out portraits (or --images), edit, interpolate, "
                                     "and write grids, a GIF, metrics and index.html")
@@ -205,12 +254,16 @@ def add_commands(sub) -> None:
     p.add_argument("--validation", nargs="+", type=Path, default=None, metavar="IMAGES",
                    help="validation image files or folders: record the typical phase-I PSNR in OUT_DIR/domain.json "
                         "(inputs far below it are then called outside the model's domain); without it the "
-                        "source's domain.json is copied")
+                        "source's domain.json is copied (with --framing set, when given)")
     p.add_argument("--domain-kind", default=None, metavar="TEXT",
                    help="what the model was trained on, in words (e.g. 'procedural portraits'); default: the "
                         "source's record")
     p.add_argument("--aligned-faces", action="store_true", default=None,
                    help="the model takes FFHQ-aligned face crops (what --align makes)")
+    p.add_argument("--framing", choices=FRAMING_NAMES, default=None,
+                   help="the portrait framing the model was trained on ('data portraits --framing'), recorded in "
+                        "domain.json for whatever renders portraits for it (demo, directions fit-portraits); "
+                        "default: the one the --validation folder's labels.json records, else the source's")
     p.add_argument("--batch-size", type=int, default=16, help="images per pass when measuring --validation")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing files in the output folder (default: refuse, listing them; the source's "
@@ -229,6 +282,9 @@ def add_commands(sub) -> None:
     q.add_argument("--not-aligned-faces", action="store_true", help="the model does not take aligned face crops")
     p.add_argument("--output", "-o", type=Path, default=None, help="folder to write domain.json to (default: the "
                                                                    "model's folder)")
+    p.add_argument("--framing", choices=FRAMING_NAMES, default=None,
+                   help="the portrait framing the model was trained on ('data portraits --framing'); default: the "
+                        "one the images' labels.json records, else the model's current record")
     p.add_argument("--batch-size", type=int, default=16, help="images per encoder pass")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     p.add_argument("--overwrite", action="store_true",

@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..portraits import ATTRIBUTE_NAMES, render_seed, split_seeds
+from ..portraits import ATTRIBUTE_NAMES, check_framing, render_seed, split_seeds
 from ..editing import Direction, fit_interfacegan
 from ..utils.image_io import pil_to_tensor
 from .names import DEMO_ATTRIBUTES
@@ -45,26 +45,30 @@ class LabelledCodes:
     w: torch.Tensor  # [N, w_dim]
     labels: np.ndarray  # [N, len(ATTRIBUTE_NAMES)]
     seeds: list[int]
+    framing: str = "portrait"  # The portraits.FRAMINGS entry they were rendered in.
 
 
 @torch.no_grad()
 def encode_portraits(model, count: int, split: str = "train", start: int = 0, batch_size: int = 64,
-                     progress: Optional[Callable[[int], None]] = None) -> LabelledCodes:
-    """Render ``count`` portraits of ``split`` at the model's resolution and encode them to ``w``."""
+                     progress: Optional[Callable[[int], None]] = None, framing: str = "portrait") -> LabelledCodes:
+    """Render ``count`` portraits of ``split`` at the model's resolution, in ``framing`` (a
+    :data:`~hyperinverter.portraits.FRAMINGS` entry: the one the model was trained on, see
+    :func:`~hyperinverter.domain.portrait_framing`), and encode them to ``w``."""
+    check_framing(framing)
     device = next(model.parameters()).device
     seeds = list(split_seeds(split, count, start))
     codes, labels = [], []
     for i in range(0, len(seeds), batch_size):
         images, vectors = [], []
         for seed in seeds[i:i + batch_size]:
-            image, attrs = render_seed(seed, size=model.resolution)
+            image, attrs = render_seed(seed, size=model.resolution, framing=framing)
             images.append(pil_to_tensor(image))
             vectors.append(attrs.to_vector())
         codes.append(model.encode_w(torch.stack(images).to(device)).float().cpu())
         labels.append(np.stack(vectors))
         if progress is not None:
             progress(len(images))
-    return LabelledCodes(torch.cat(codes), np.concatenate(labels).astype(np.float64), seeds)
+    return LabelledCodes(torch.cat(codes), np.concatenate(labels).astype(np.float64), seeds, framing)
 
 
 def fit_portrait_directions(data: LabelledCodes, attributes: Sequence[str] = DEMO_ATTRIBUTES,
@@ -81,6 +85,7 @@ def fit_portrait_directions(data: LabelledCodes, attributes: Sequence[str] = DEM
         direction.strength = strength_sigmas * spread
         direction.description.update({
             "source": f"InterFaceGAN ({method}) on phase-I codes of {len(values)} rendered portraits",
+            "framing": data.framing,
             "attribute": attribute,
             "attribute_definition": DERIVED_ATTRIBUTES.get(attribute, (attribute,))[0],
             "projection_std": spread,

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from ..portraits import render_seed, split_seeds
-from ..domain import load_domain, outside_messages
+from ..portraits import check_framing, render_seed, split_seeds
+from ..domain import load_domain, outside_messages, portrait_framing
 from ..editing import Direction, load_direction_file
 from ..errors import HyperInverterError
 from ..inverter import HyperInverter, InversionResult
@@ -91,10 +91,13 @@ def model_directions(model_dir: Optional[Path], model: HyperInverter, names: Opt
     return out, notes
 
 
-def held_out_portraits(count: int, start: int, size: int) -> tuple[torch.Tensor, list[str]]:
-    """``[count, 3, size, size]`` test-split portraits (seeds the training never used) and their names."""
+def held_out_portraits(count: int, start: int, size: int, framing: str = "portrait") -> tuple[torch.Tensor, list[str]]:
+    """``[count, 3, size, size]`` test-split portraits (seeds the training never used) and their names, drawn in
+    ``framing`` (a :data:`~hyperinverter.portraits.FRAMINGS` entry: the model's, see
+    :func:`~hyperinverter.domain.portrait_framing`)."""
+    check_framing(framing)
     seeds = list(split_seeds("test", count, start))
-    images = torch.stack([pil_to_tensor(render_seed(s, size=size)[0]) for s in seeds])
+    images = torch.stack([pil_to_tensor(render_seed(s, size=size, framing=framing)[0]) for s in seeds])
     return images, [f"portrait_{s}" for s in seeds]
 
 
@@ -196,8 +199,10 @@ def run_demo(model: HyperInverter, out_dir: Path, images: Optional[Sequence[Path
         model: the inverter (on the device to use).
         out_dir: output folder (created; only the demo's own file names are written, each atomically).
             Whether they may replace files there is the caller's decision: :func:`plan_demo_outputs` checks.
-        images: the user's image files; None renders ``options.count`` held-out portraits.
-        model_dir: the model's folder, where ``directions/`` is looked up.
+        images: the user's image files; None renders ``options.count`` held-out portraits (in the framing the
+            model's ``domain.json`` records, :func:`~hyperinverter.domain.portrait_framing`).
+        model_dir: the model's folder, where ``directions/`` and ``domain.json`` are looked up (None: no
+            directions, portrait framing).
     """
     opts = options or DemoOptions()
     device = next(model.parameters()).device
@@ -223,8 +228,9 @@ def run_demo(model: HyperInverter, out_dir: Path, images: Optional[Sequence[Path
         names = [planned[path].pop(0) for path in ok]
         source = f"{len(ok)} of your images"
     else:
-        batch, names = held_out_portraits(opts.count, opts.start, model.resolution)
-        source = f"{len(names)} held-out portraits (test seeds {names[0].split('_')[1]}..)"
+        framing = portrait_framing(model_dir) if model_dir is not None else "portrait"
+        batch, names = held_out_portraits(opts.count, opts.start, model.resolution, framing)
+        source = f"{len(names)} held-out portraits (test seeds {names[0].split('_')[1]}.., {framing} framing)"
     report.names = names
     batch = batch.to(device)
     log(f"inverting {source} at {model.resolution}x{model.resolution}")

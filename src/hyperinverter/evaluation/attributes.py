@@ -246,16 +246,27 @@ def load_labelled_portraits(folder: PathLike, size: Optional[int] = None, limit:
     return LabelledPortraits(batch, vectors, names)
 
 
-def render_labelled_portraits(split: str, count: int, size: int = 64, start: int = 0) -> LabelledPortraits:
-    """Render ``count`` portraits of ``split`` in memory (no files), with their attribute vectors."""
-    from ..portraits import render_seed, split_seeds
+def render_labelled_portraits(split: str, count: int, size: int = 64, start: int = 0,
+                              framing: Union[str, Sequence[str]] = "portrait") -> LabelledPortraits:
+    """Render ``count`` portraits of ``split`` in memory (no files), with their attribute vectors.
 
+    ``framing``: a :data:`~hyperinverter.portraits.FRAMINGS` entry, or several: the ``i``-th seed of the range is
+    then drawn in ``framing[i % len(framing)]`` (one data set, hence one regressor, for all of them; the names are
+    then ``seed:<seed>:<framing>``)."""
+    from ..portraits import check_framing, render_seed, split_seeds
+
+    framings = [framing] if isinstance(framing, str) else list(framing)
+    if not framings:
+        raise ValueError("framing: give at least one framing")
+    for name in framings:
+        check_framing(name)
     images, vectors, names = [], [], []
-    for seed in split_seeds(split, count, start):
-        img, attrs = render_seed(seed, size)
+    for i, seed in enumerate(split_seeds(split, count, start)):
+        drawn_in = framings[i % len(framings)]
+        img, attrs = render_seed(seed, size, drawn_in)
         images.append(torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1))
         vectors.append([float(v) for v in attrs.to_vector()])
-        names.append(f"seed:{seed}")
+        names.append(f"seed:{seed}" if len(framings) == 1 else f"seed:{seed}:{drawn_in}")
     batch = torch.stack(images).float() / 127.5 - 1
     return LabelledPortraits(batch, torch.tensor(vectors, dtype=torch.float32), names)
 

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..demo.names import FRAMING_NAMES
 from .names import METHOD_NAMES, STEP_KEYS
 
 EVALUATE_EPILOG = f"""\
@@ -281,17 +282,21 @@ def cmd_train_attributes(args: argparse.Namespace) -> int:
 
     if (args.data is None) == (args.render is None):
         raise ValueError("give either --data FOLDER (labelled portraits) or --render N (portraits made in memory)")
+    if args.data is not None and args.framing is not None:
+        raise ValueError("--framing is for --render: the portraits of --data keep the framing they were written in")
     plan = OutputPlan(inputs=_files_in(args.data), overwrite=args.overwrite)  # before any work
     plan.add_folder_files(args.output, [CONFIG_NAME, WEIGHTS_NAME, REPORT_NAME])
     plan.check()
     check_writable(args.output)
     device = choose_device(args.device)
+    framings = None  # --data: whatever the folder holds
     if args.data is not None:
         data = load_labelled_portraits(args.data, size=args.size, limit=args.count)
         source = f"{len(data.files)} portraits of {args.data}"
     else:
-        data = render_labelled_portraits("train", args.render, size=args.size or 64)
-        source = f"{args.render} rendered training-split portraits"
+        framings = args.framing or ["portrait"]
+        data = render_labelled_portraits("train", args.render, size=args.size or 64, framing=framings)
+        source = f"{args.render} rendered training-split portraits ({', '.join(framings)} framing)"
     config = AttributeRegressorConfig(**{k: v for k, v in (("attributes", args.attributes),
                                                           ("input_size", args.input_size),
                                                           ("widths", args.widths)) if v is not None})
@@ -302,6 +307,8 @@ def cmd_train_attributes(args: argparse.Namespace) -> int:
     model, report = train_attribute_regressor(images, data.values(config.attributes), config, train, device,
                                               progress=not args.quiet)
     report["data"] = source
+    if framings is not None:
+        report["framings"] = framings
     out = save_regressor(model, args.output, report)
     held = report["holdout"] or report["train"]
     print(f"{'attribute':16}{'R²':>8}{'MAE':>9}{'acc.':>8}   ({'held out' if report['holdout'] else 'training'})")
@@ -322,6 +329,16 @@ def _int_list(text: str) -> list:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _framing_list(text: str) -> list:
+    """``--framing portrait,face`` -> ``["portrait", "face"]`` (each a FRAMINGS name, each once)."""
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [n for n in names if n not in FRAMING_NAMES]
+    if not names or unknown or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated framings, each once, from "
+                                         f"{', '.join(FRAMING_NAMES)}; got {text!r}")
+    return names
 
 
 def add_commands(sub) -> None:
@@ -370,6 +387,11 @@ def add_commands(sub) -> None:
                                                 "'evaluate --attributes' (held-out R² / accuracy reported)")
     p.add_argument("--data", type=Path, default=None, help="folder of labelled portraits ('data portraits' output)")
     p.add_argument("--render", type=int, default=None, metavar="N", help="instead of --data: render N portraits")
+    p.add_argument("--framing", type=_framing_list, default=None, metavar="NAME[,NAME]",
+                   help=f"with --render: the framing of the portraits ({', '.join(FRAMING_NAMES)}), or several "
+                        "separated by commas to split the N portraits evenly between them (one regressor for "
+                        "models of every framing); default: portrait. Not with --data (its portraits keep the "
+                        "framing they were written in)")
     p.add_argument("--count", type=int, default=None, help="use at most N portraits of --data")
     p.add_argument("--size", type=int, default=None, help="load / render the portraits at this side (default: as "
                                                           "stored; 64 for --render)")

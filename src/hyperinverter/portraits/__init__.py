@@ -4,7 +4,8 @@ portraits with exact attribute labels.
 * :mod:`.attributes`: what decides a portrait (:class:`PortraitAttributes`), drawn from a seed
   (:func:`sample_attributes`) or from a Gaussian vector (:func:`attributes_from_latent`, :class:`LatentDraws`);
   the label vector's entries (:data:`ATTRIBUTE_NAMES`, :data:`ATTRIBUTE_RANGES`).
-* :mod:`.painter`: drawing them (:func:`render_portrait`, :func:`render_seed`, :func:`portrait_grid`).
+* :mod:`.painter`: drawing them (:func:`render_portrait`, :func:`render_seed`, :func:`portrait_grid`; the
+  :data:`FRAMINGS`: head and shoulders, or the face filling the frame).
 * :mod:`.writer`: data sets (:data:`SPLITS`, :func:`split_seeds`, :func:`write_portraits` and its label files;
   ``hyperinverter data portraits``).
 """
@@ -12,10 +13,10 @@ portraits with exact attribute labels.
 from .attributes import (ATTRIBUTE_NAMES, ATTRIBUTE_RANGES, COLLAR_PATTERNS, HAIR_STYLES, LATENT_DRAWS, MAX_FRECKLES,
                          MAX_YAW, LatentDraws, PortraitAttributes, attributes_from_latent, normalize_latent,
                          sample_attributes)
-from .painter import portrait_grid, render_portrait, render_seed
+from .painter import FRAMINGS, check_framing, portrait_grid, render_portrait, render_seed
 from .writer import SPLITS, PortraitOutputError, split_seeds, write_portraits
 
-__all__ = ["ATTRIBUTE_NAMES", "ATTRIBUTE_RANGES", "COLLAR_PATTERNS", "HAIR_STYLES", "LATENT_DRAWS", "LatentDraws",
+__all__ = ["ATTRIBUTE_NAMES", "ATTRIBUTE_RANGES", "COLLAR_PATTERNS", "FRAMINGS", "HAIR_STYLES", "LATENT_DRAWS", "LatentDraws",
            "MAX_FRECKLES", "MAX_YAW", "PortraitAttributes", "PortraitOutputError", "SPLITS", "attributes_from_latent",
-           "normalize_latent", "portrait_grid", "render_portrait", "render_seed", "sample_attributes", "split_seeds",
+           "check_framing", "normalize_latent", "portrait_grid", "render_portrait", "render_seed", "sample_attributes", "split_seeds",
            "write_portraits"]

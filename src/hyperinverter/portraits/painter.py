@@ -494,32 +494,55 @@ class _Painter:
         return self.img
 
 
-def render_portrait(attrs: PortraitAttributes, size: int = 64, supersample: int = 4) -> Image.Image:
-    """Draw ``attrs`` as an RGB ``size x size`` image (drawn at ``size * supersample``, then downsampled)."""
+#: How much of the figure a portrait shows: ``name -> (zoom, centre_y)``. The figure is drawn on a canvas
+#: ``zoom`` times the image's side and the image is the square around ``(0.5, centre_y)`` of that canvas
+#: (fractions of its side). ``"portrait"``: head and shoulders (eyes about 2 px apart from the brows at 64 px).
+#: ``"face"``: the face fills the frame, as in FFHQ's alignment (eyes about 5 px wide at 64 px), with the top
+#: of the hair and the shoulders cut off.
+FRAMINGS = {"portrait": (1.0, 0.5), "face": (1.75, 0.46)}
+
+
+def check_framing(framing: str) -> str:
+    """``framing`` if it names an entry of :data:`FRAMINGS`, else a ValueError naming the choices."""
+    if framing not in FRAMINGS:
+        raise ValueError(f"unknown framing {framing!r}; expected one of {', '.join(FRAMINGS)}")
+    return framing
+
+
+def render_portrait(attrs: PortraitAttributes, size: int = 64, supersample: int = 4,
+                    framing: str = "portrait") -> Image.Image:
+    """Draw ``attrs`` as an RGB ``size x size`` image (drawn at ``size * supersample``, then downsampled),
+    framed as :data:`FRAMINGS` ``[framing]`` says."""
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 32:
         raise ValueError(f"size must be an integer >= 32, got {size!r}")
     if isinstance(supersample, bool) or not isinstance(supersample, (int, np.integer)) or supersample < 1:
         raise ValueError(f"supersample must be a positive integer, got {supersample!r}")
-    img = _Painter(attrs, int(size) * int(supersample)).render()
+    zoom, centre_y = FRAMINGS[check_framing(framing)]
+    side = int(size) * int(supersample)
+    canvas = int(round(side * zoom))
+    img = _Painter(attrs, canvas).render()
+    if canvas != side:
+        x0, y0 = int(round(0.5 * canvas - 0.5 * side)), int(round(centre_y * canvas - 0.5 * side))
+        img = img.crop((x0, y0, x0 + side, y0 + side))
     if supersample > 1:
         img = img.resize((int(size), int(size)), _Resampling.LANCZOS)
     return img
 
 
-def render_seed(seed: int, size: int = 64) -> Tuple[Image.Image, PortraitAttributes]:
+def render_seed(seed: int, size: int = 64, framing: str = "portrait") -> Tuple[Image.Image, PortraitAttributes]:
     """Portrait ``seed`` and its attributes."""
     attrs = sample_attributes(seed)
-    return render_portrait(attrs, size=size), attrs
+    return render_portrait(attrs, size=size, framing=framing), attrs
 
 
-def portrait_grid(seeds: Sequence[int], size: int = 64, cols: int = 4) -> Image.Image:
+def portrait_grid(seeds: Sequence[int], size: int = 64, cols: int = 4, framing: str = "portrait") -> Image.Image:
     """The portraits of ``seeds`` tiled row by row, ``cols`` per row (for a quick look at the domain)."""
     seeds = list(seeds)
     rows = max(1, -(-len(seeds) // cols))
     grid = Image.new("RGB", (cols * size, rows * size), (255, 255, 255))
     for i, seed in enumerate(seeds):
-        grid.paste(render_seed(seed, size)[0], ((i % cols) * size, (i // cols) * size))
+        grid.paste(render_seed(seed, size, framing)[0], ((i % cols) * size, (i // cols) * size))
     return grid
 
 
-__all__ = ["portrait_grid", "render_portrait", "render_seed"]
+__all__ = ["FRAMINGS", "check_framing", "portrait_grid", "render_portrait", "render_seed"]

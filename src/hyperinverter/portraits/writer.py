@@ -21,7 +21,7 @@ from PIL import Image, PngImagePlugin
 from ..errors import HyperInverterError
 from ..utils.outputs import atomic_write, write_text_atomic
 from .attributes import ATTRIBUTE_NAMES, LATENT_DRAWS, attributes_from_latent
-from .painter import render_portrait, render_seed
+from .painter import check_framing, render_portrait, render_seed
 
 PathLike = Union[str, os.PathLike]
 
@@ -87,13 +87,13 @@ def _is_label_file(path: Path) -> bool:
         return False
 
 
-def _render_job(job: Tuple[int, int, str, Optional[np.ndarray]]) -> Tuple[int, dict, List[float]]:
-    seed, size, path, latent = job
+def _render_job(job: Tuple[int, int, str, Optional[np.ndarray], str]) -> Tuple[int, dict, List[float]]:
+    seed, size, path, latent, framing = job
     if latent is None:
-        img, attrs = render_seed(seed, size)
+        img, attrs = render_seed(seed, size, framing)
     else:
         attrs = attributes_from_latent(latent)
-        img = render_portrait(attrs, size)
+        img = render_portrait(attrs, size, framing=framing)
     img.save(path, format="PNG", pnginfo=_png_info(seed))
     return seed, attrs.to_dict(), [float(x) for x in attrs.to_vector()]
 
@@ -113,6 +113,7 @@ def write_portraits(
     workers: int = 1,
     progress: Optional[Callable[[int], None]] = None,
     latents: Optional[np.ndarray] = None,
+    framing: str = "portrait",
 ) -> Path:
     """Render seeds ``split_seeds(split, count, start)`` into ``out_dir``; returns ``out_dir`` as a Path.
 
@@ -128,7 +129,11 @@ def write_portraits(
     ``latents[i]`` instead of a seed; files are then named by the index ``i`` (the ``seed`` column holds
     it, ``split`` is ``"latent"``) and the latents are written to ``latents.npy`` (float32, row ``i`` =
     file ``{i:07d}.png``), which makes the folder a set of (z, image) pairs.
+
+    ``framing``: an entry of :data:`~hyperinverter.portraits.painter.FRAMINGS` (recorded in every
+    ``labels.json`` record).
     """
+    check_framing(framing)
     if latents is not None:
         latents = np.asarray(latents, dtype=np.float32)
         if latents.ndim != 2 or latents.shape[0] != count or latents.shape[1] < LATENT_DRAWS:
@@ -158,7 +163,7 @@ def write_portraits(
         listed = ", ".join(conflicts[:5]) + (f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
         raise PortraitOutputError(f"{out}: refusing to overwrite files not written by write_portraits: {listed}")
 
-    jobs = [(seed, int(size), str(out / f"{seed:07d}.png"), None if latents is None else latents[i])
+    jobs = [(seed, int(size), str(out / f"{seed:07d}.png"), None if latents is None else latents[i], framing)
             for i, seed in enumerate(seeds)]
     results = []
 
@@ -174,7 +179,8 @@ def write_portraits(
     else:
         collect(map(_render_job, jobs))
 
-    records = [{"file": f"{seed:07d}.png", "seed": seed, "split": split, "attributes": d, "vector": vec}
+    records = [{"file": f"{seed:07d}.png", "seed": seed, "split": split, "framing": framing, "attributes": d,
+                "vector": vec}
                for seed, d, vec in results]
     if latents is not None:
         atomic_write(out / "latents.npy", lambda tmp: _save_npy(tmp, latents))

@@ -144,6 +144,33 @@ def test_gan_teacher_learns_the_pairs(pairs, tmp_path):
     assert "d_loss" in log and "face=" in log
 
 
+def test_attribute_read_out_puts_the_attributes_in_w(pairs, tmp_path):
+    """attr_probe: a linear read-out of the pairs' labels from w. The warm-up (mapping alone) brings its loss
+    well below the variance of the standardised labels; the read-out is saved with the checkpoints and the
+    exported generator stays a plain StyleGAN2."""
+    root, z = pairs
+    base = [f"data.train={root}", f"generator={TINY_G}".replace("'", ""), "data.hflip=false", "g_lr=0.01",
+            "betas=[0.9, 0.99]", "discriminator={channel_base: 256, channel_max: 16}"]
+    ds = LatentPairsDataset(root, 32, with_attributes=True)
+    assert ds.attributes.shape[0] == 24 and len(ds[3]) == 3
+    assert torch.equal(ds[3][2], torch.from_numpy(attributes_from_latent(z[3]).to_vector()))
+
+    def first_probe(run):
+        return float((tmp_path / run / "log.txt").read_text().splitlines()[0].split("probe=")[1].split()[0])
+
+    _train("gan-teacher", base + _run_cfg(tmp_path / "cold", 1) + ["attr_probe=1"])
+    t, _ = _train("gan-teacher", base + _run_cfg(tmp_path / "warm", 2) + ["attr_probe=1", "attr_probe_warmup=60"])
+    assert first_probe("warm") < 0.5 * first_probe("cold")
+    assert "probe" in torch.load(tmp_path / "warm" / "checkpoints" / "latest.pt", weights_only=True)["modules"]
+    G = Generator.from_pretrained(tmp_path / "warm" / "generator")
+    assert set(G.state_dict()) == set(Generator(**TINY_G).state_dict())
+    with pytest.raises(DatasetError, match="no labels.csv"):
+        bare = tmp_path / "bare"
+        write_portraits(bare, 2, size=32, latents=z[:2])
+        (bare / "labels.csv").unlink()
+        LatentPairsDataset(bare, 32, with_attributes=True)
+
+
 def test_face_box_holds_the_features():
     """The face crop is where the renderer draws eyes and mouth: the crop differs between a portrait and
     the same portrait with another smile / glasses, and the rest of the image does not."""

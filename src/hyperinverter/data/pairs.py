@@ -23,18 +23,53 @@ PathLike = Union[str, os.PathLike]
 LATENTS_FILE = "latents.npy"
 
 
+#: Name of the label table of a pairs folder (``file, seed`` then one column per renderer attribute).
+LABELS_FILE = "labels.csv"
+
+
+def read_pair_labels(root: PathLike, files) -> np.ndarray:
+    """float32 ``[len(files), A]``: the attribute columns of ``root/labels.csv`` (every column after ``file``
+    and ``seed``) for ``files``, in that order. One clear :class:`DatasetError` for a missing or short table."""
+    import csv
+
+    path = Path(root) / LABELS_FILE
+    if not path.is_file():
+        raise DatasetError(f"{os.fspath(root)}: no {LABELS_FILE} (written by 'hyperinverter data portraits')")
+    rows = {}
+    try:
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            if header[:2] != ["file", "seed"] or len(header) < 3:
+                raise DatasetError(f"{path}: expected the columns file, seed, then attributes; got {header[:4]}")
+            for row in reader:
+                if len(row) != len(header):
+                    raise DatasetError(f"{path}: a row of {len(row)} entries under {len(header)} columns")
+                rows[row[0]] = row[2:]
+        table = np.asarray([rows[Path(p).name] for p in files], dtype=np.float32)
+    except KeyError as e:
+        raise DatasetError(f"{path}: no row for {e.args[0]}") from None
+    except ValueError as e:
+        raise DatasetError(f"{path}: not a table of numbers ({e})") from None
+    if not np.isfinite(table).all():
+        raise DatasetError(f"{path}: holds non-finite values")
+    return table
+
+
 class LatentPairsDataset(torch.utils.data.Dataset):
-    """``dataset[i]`` or ``dataset[(i, epoch)]`` -> ``(image [3, R, R] in [-1, 1], z [z_dim] float32)``.
+    """``dataset[i]`` or ``dataset[(i, epoch)]`` -> ``(image [3, R, R] in [-1, 1], z [z_dim] float32)``, and
+    the pair's renderer attributes ``[A]`` (``labels.csv``) third when ``with_attributes``.
 
     Args:
         root: a folder holding ``latents.npy`` (float32 ``[N, z_dim]``) and ``{i:07d}.png`` for each row used.
         resolution: side of the returned images.
         check: how image files are checked up front (see :class:`ImageFolderDataset`).
+        with_attributes: also read ``labels.csv`` and return each pair's attribute row (``self.attributes``).
 
     Images are never flipped: a flipped image is no longer the picture of its latent.
     """
 
-    def __init__(self, root: PathLike, resolution: int, check: str = "header"):
+    def __init__(self, root: PathLike, resolution: int, check: str = "header", with_attributes: bool = False):
         self.root = Path(root)
         path = self.root / LATENTS_FILE
         if not path.is_file():
@@ -55,12 +90,16 @@ class LatentPairsDataset(torch.utils.data.Dataset):
         self.latents = torch.from_numpy(np.ascontiguousarray(latents[rows]))
         self.resolution = resolution
         self.z_dim = int(latents.shape[1])
+        self.attributes = (torch.from_numpy(read_pair_labels(self.root, self.images.paths)) if with_attributes
+                           else None)
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, key) -> Tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key) -> Tuple[torch.Tensor, ...]:
         index = key[0] if isinstance(key, tuple) else key
+        if self.attributes is not None:
+            return self.images[key], self.latents[index], self.attributes[index]
         return self.images[key], self.latents[index]
 
     def describe(self) -> str:

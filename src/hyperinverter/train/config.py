@@ -114,6 +114,11 @@ class GanTeacherTrainConfig(GanTrainConfig):
     g_lr_schedule: list = field(default_factory=list)  # [[step, lr], ...]: g_lr from each step on (piecewise).
     init: Optional[str] = None  # Generator folder/file to start from (same architecture): continue an earlier
     #                             training across machines, e.g. from the shipped model's generator.
+    attr_probe: float = 0.0  # Weight of a linear read-out of each pair's renderer attributes (labels.csv,
+    #                          standardised) from w = mapping(z): W then holds every attribute linearly (edit
+    #                          directions) and the synthesis gets informative codes from the start.
+    attr_probe_warmup: int = 0  # Steps of the mapping network alone on that read-out (batches of 256 pairs' z,
+    #                             no synthesis) before the first step of a fresh run.
 
 
 @dataclass

@@ -8,6 +8,14 @@ the render of ``z`` gives a gradient to every pixel of every sample. The adversa
 can be added on top (``adv > 0``) to sharpen what the reconstruction leaves blurred (detail placed by a
 hash of ``z`` that no smooth network can follow). The result is a standard StyleGAN2: mapping network,
 W space, w_avg, noise inputs; only the way it was trained differs.
+
+``attr_probe > 0`` adds a linear read-out of the render's attributes (its ``labels.csv`` row, standardised)
+from ``w = mapping(z)``. Told only through the synthesis, the mapping network takes long to sort ``z`` into
+pose, shape and colours, and the synthesis meanwhile draws the average of what it cannot tell apart (a
+blurred face). Told directly, the mapping network has every attribute in W within a few hundred steps
+(``attr_probe_warmup`` runs those before any synthesis), and each one is then a linear direction in W, which
+is what InterFaceGAN editing assumes. The read-out is trainer state (saved in checkpoints), not part of the
+generator.
 """
 
 from __future__ import annotations
@@ -15,13 +23,14 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.pairs import LatentPairsDataset
 from ..losses import gradient_loss, l1_loss
 from .config import GanTeacherTrainConfig
 from .gan import GanTrainer
-from .trainer import TrainingError
+from .trainer import TrainingError, log
 
 
 # The box every portrait's eyes, brows, glasses and mouth fall in, as fractions of the image (rows, columns):
@@ -66,12 +75,54 @@ class GanTeacherTrainer(GanTrainer):
                 net.load_state_dict(state)
             self.broadcast_parameters(self.G, self.G_ema)
 
+        self.probe = None
+        if self.config.attr_probe > 0 or self.config.attr_probe_warmup > 0:
+            attrs = LatentPairsDataset(self.config.data.train, self.resolution, check="none",
+                                       with_attributes=True).attributes
+            # Standardised targets; constant columns (an attribute the data never varies) are left at zero.
+            self.attr_mean = attrs.mean(0).to(self.device)
+            self.attr_std = attrs.std(0).clamp_min(1e-6).to(self.device)
+            self.probe = nn.Linear(self.G.w_dim, attrs.shape[1]).to(self.device)
+            self.broadcast_parameters(self.probe)
+            self.g_opt.add_param_group({"params": list(self.probe.parameters())})
+
+    def modules(self):
+        return {**super().modules(), **({"probe": self.probe} if self.probe is not None else {})}
+
     def make_dataset(self) -> LatentPairsDataset:
-        ds = LatentPairsDataset(self.config.data.train, self.resolution, check=self.config.data.check)
+        ds = LatentPairsDataset(self.config.data.train, self.resolution, check=self.config.data.check,
+                                with_attributes=self.probe is not None)
         if ds.z_dim != self.G.z_dim:  # the portrait is a function of the whole (normalised) z
             raise TrainingError(f"{self.config.data.train}: latents have {ds.z_dim} entries, the generator's z_dim is "
                                 f"{self.G.z_dim}")
         return ds
+
+    def probe_loss(self, w: torch.Tensor, attrs: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of the linear read-out of standardised attributes from ``w`` ``[B, w_dim]``."""
+        return F.mse_loss(self.probe(w), (attrs - self.attr_mean) / self.attr_std)
+
+    def warm_up_mapping(self) -> None:
+        """``attr_probe_warmup`` Adam steps of the mapping network and the read-out alone, on batches of 256
+        of the pairs' (z, attributes) (same draws in every process), then G_ema = G."""
+        ds = self.dataset
+        params = list(self.G.mapping.parameters()) + list(self.probe.parameters())
+        opt = torch.optim.Adam(params, lr=self.config.g_lr, betas=tuple(self.config.betas))
+        gen = torch.Generator().manual_seed(self.run_cfg.seed + 2)
+        for _ in range(self.config.attr_probe_warmup):
+            idx = torch.randint(len(ds), [256], generator=gen)
+            z, attrs = ds.latents[idx].to(self.device), ds.attributes[idx].to(self.device)
+            opt.zero_grad(set_to_none=True)
+            loss = self.probe_loss(self.G.mapping(z, update_w_avg=True)[:, 0], attrs)
+            loss.backward()
+            self.sync_gradients(params)
+            opt.step()
+        with torch.no_grad():
+            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                p_ema.copy_(p)
+            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                b_ema.copy_(b)
+        if self.env.is_main:
+            log.info("mapping warm-up: %d steps, read-out loss %.4f", self.config.attr_probe_warmup, float(loss.detach()))
 
     def on_step_start(self) -> None:
         lr = self.config.g_lr
@@ -86,7 +137,10 @@ class GanTeacherTrainer(GanTrainer):
 
     def train_step(self, batch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        real, z = batch
+        real, z, *rest = batch
+        attrs = rest[0] if rest else None
+        if self.step == 0 and cfg.attr_probe_warmup > 0:  # a fresh run (a resumed one starts past step 0)
+            self.warm_up_mapping()
         n = self.run_cfg.grad_accum
         if real.shape[0] % n:
             raise TrainingError(f"the per-process batch {real.shape[0]} is not divisible by grad_accum {n}")
@@ -95,12 +149,16 @@ class GanTeacherTrainer(GanTrainer):
         self.g_opt.zero_grad(set_to_none=True)
         logs: dict = {}
         fakes: list = []  # the pairs' G(z), for the discriminator (adv_on_pairs)
-        for part, zp in zip(real.chunk(n), z.chunk(n)):
+        attr_parts = attrs.chunk(n) if attrs is not None else [None] * n
+        for part, zp, ap in zip(real.chunk(n), z.chunk(n), attr_parts):
             with self.autocast():
                 ws = self.G.mapping(zp, update_w_avg=True)
                 fake = self.G.synthesis(ws, noise_mode="const")
                 terms = {"l1": l1_loss(fake.float(), part), "grad": gradient_loss(fake.float(), part)}
                 loss = cfg.recon_l1 * terms["l1"] + cfg.recon_grad * terms["grad"]
+                if cfg.attr_probe > 0:
+                    terms["probe"] = self.probe_loss(ws[:, 0].float(), ap)
+                    loss = loss + cfg.attr_probe * terms["probe"]
                 if cfg.recon_face > 0:
                     f, t = face_crop(fake.float()), face_crop(part)
                     terms["face"] = cfg.recon_l1 * l1_loss(f, t) + cfg.recon_grad * gradient_loss(f, t)
@@ -116,7 +174,8 @@ class GanTeacherTrainer(GanTrainer):
             self.backward(loss / n)
             for k, v in terms.items():  # kept on the device: the loop pulls them every run.log_every steps
                 logs[k] = logs.get(k, 0.0) + v.detach() / n
-        self.optimizer_step(self.g_opt, self.G.parameters())
+        self.optimizer_step(self.g_opt, list(self.G.parameters()) +
+                            (list(self.probe.parameters()) if self.probe is not None else []))
         self.D.requires_grad_(True)
         if adv:
             logs.update(self.discriminator_step(real, torch.cat(fakes) if fakes else None))
@@ -126,6 +185,6 @@ class GanTeacherTrainer(GanTrainer):
     @torch.no_grad()
     def sample_images(self, images: torch.Tensor) -> torch.Tensor:
         """Rows: eight training pairs' images, then G_ema drawing the same z."""
-        real, z = zip(*(self.dataset[i] for i in range(8)))
+        real, z = zip(*(self.dataset[i][:2] for i in range(8)))
         real, z = torch.stack(real).to(self.device), torch.stack(z).to(self.device)
         return torch.cat([real, self.G_ema(z, noise_mode="const")])

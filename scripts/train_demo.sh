@@ -13,7 +13,8 @@
 #   GAN_MINUTES, W_MINUTES, HYPER_MINUTES.  Extra key=value overrides: GAN_ARGS, W_ARGS, HYPER_ARGS.
 # Step counts of the shipped model (README "The demo model" says what they took on which machine):
 #   GAN_STEPS, W_CODE_STEPS (phase I on codes only), W_STEPS (in all), HYPER_STEPS.
-# On a GPU leave the budgets at 0 and raise the step counts.
+# On a GPU leave the budgets at 0 and raise the step counts (scripts/gpu_demo.sh: the whole recipe in one
+# call of the device tool). PAIRS_COUNT: (z, image) pairs to render (40000); WORKERS: rendering processes (2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HI="${HI:-.venv/bin/hyperinverter}"
@@ -38,9 +39,10 @@ step_of() { [ -f "$1/log.txt" ] && tail -1 "$1/log.txt" | sed -n 's/^step=\([0-9
 if has data; then
   # 40k (z, image) pairs: portrait i is the render of attributes_from_latent(latents[i]) (numpy seed 7).
   F=(--framing "$FRAMING")
-  [ -f $PAIRS/labels.csv ] || $HI data portraits --count 40000 --latents 64 --start 7 "${F[@]}" -o $PAIRS --workers 2 --quiet --overwrite
-  [ -f $HELD/val/labels.csv ] || $HI data portraits --count 500 --split val "${F[@]}" -o $HELD/val --quiet --overwrite
-  [ -f $HELD/test/labels.csv ] || $HI data portraits --count 200 --split test "${F[@]}" -o $HELD/test --quiet --overwrite
+  [ -f $PAIRS/labels.csv ] || $HI data portraits --count "${PAIRS_COUNT:-40000}" --latents 64 --start 7 "${F[@]}" \
+    -o $PAIRS --workers "${WORKERS:-2}" --quiet --overwrite
+  [ -f $HELD/val/labels.csv ] || $HI data portraits --count 500 --split val "${F[@]}" -o $HELD/val --workers "${WORKERS:-2}" --quiet --overwrite
+  [ -f $HELD/test/labels.csv ] || $HI data portraits --count 200 --split test "${F[@]}" -o $HELD/test --workers "${WORKERS:-2}" --quiet --overwrite
 fi
 if has gan; then
   $HI train gan-teacher -c $GAN $(resume runs/$GAN) \

@@ -555,8 +555,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "HyperInverter's w and weights; w stays, so edits still work; default 0 = none)")
 
     def model_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", "-m", default="portraits64",
-                       help="folder written by save_pretrained/convert, or a shipped model name (default portraits64)")
+        from .pretrained import DEFAULT_MODEL
+
+        p.add_argument("--model", "-m", default=DEFAULT_MODEL,
+                       help=f"folder written by save_pretrained/convert, or a shipped model name "
+                            f"(default {DEFAULT_MODEL})")
         p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
 
     p = sub.add_parser("invert", help="invert images: reconstruction, phase-I image and codes per image")

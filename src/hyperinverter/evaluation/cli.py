@@ -346,8 +346,10 @@ def add_commands(sub) -> None:
     p = sub.add_parser("evaluate", help="compare inversion methods on a folder of images: reconstruction metrics, "
                                         "editability, runtime -> results.md/.json/.csv + grids",
                        epilog=EVALUATE_EPILOG)
-    p.add_argument("--model", "-m", default="portraits64",
-                   help="HyperInverter folder (save_pretrained) or shipped model name (default portraits64)")
+    from ..pretrained import DEFAULT_MODEL
+
+    p.add_argument("--model", "-m", default=DEFAULT_MODEL,
+                   help=f"HyperInverter folder (save_pretrained) or shipped model name (default {DEFAULT_MODEL})")
     p.add_argument("--data", required=True, type=Path, help="folder of images (or one image file)")
     p.add_argument("--methods", default=",".join(METHOD_NAMES), help=f"comma-separated, from {', '.join(METHOD_NAMES)}")
     p.add_argument("--count", type=int, default=None, help="use the first N images (sorted by name)")

@@ -141,8 +141,10 @@ def add_commands(sub) -> None:
     p.add_argument("--output", "-o", type=Path, required=True,
                    help="the edited video (.mp4, .m4v, .mov or .mkv): H.264 at the input's size and frame rate, "
                         "with the input's audio")
-    p.add_argument("--model", "-m", default="portraits64",
-                   help="folder written by save_pretrained/convert, or a shipped model name (default portraits64)")
+    from ..pretrained import DEFAULT_MODEL
+
+    p.add_argument("--model", "-m", default=DEFAULT_MODEL,
+                   help=f"folder written by save_pretrained/convert, or a shipped model name (default {DEFAULT_MODEL})")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default auto)")
     p.add_argument("--direction", required=True, help="direction file (.npy/.pt/.safetensors) or a name from the "
                                                       "model's directions/ folder")

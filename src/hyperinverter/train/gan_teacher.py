@@ -75,26 +75,25 @@ class GanTeacherTrainer(GanTrainer):
                 net.load_state_dict(state)
             self.broadcast_parameters(self.G, self.G_ema)
 
-        self.probe = None
-        if self.config.attr_probe > 0 or self.config.attr_probe_warmup > 0:
-            attrs = LatentPairsDataset(self.config.data.train, self.resolution, check="none",
-                                       with_attributes=True).attributes
-            # Standardised targets; constant columns (an attribute the data never varies) are left at zero.
-            self.attr_mean = attrs.mean(0).to(self.device)
-            self.attr_std = attrs.std(0).clamp_min(1e-6).to(self.device)
-            self.probe = nn.Linear(self.G.w_dim, attrs.shape[1]).to(self.device)
-            self.broadcast_parameters(self.probe)
-            self.g_opt.add_param_group({"params": list(self.probe.parameters())})
+        self.probe = None  # the attribute read-out, built with the data (its width is the labels')
 
     def modules(self):
         return {**super().modules(), **({"probe": self.probe} if self.probe is not None else {})}
 
     def make_dataset(self) -> LatentPairsDataset:
-        ds = LatentPairsDataset(self.config.data.train, self.resolution, check=self.config.data.check,
-                                with_attributes=self.probe is not None)
+        cfg = self.config
+        ds = LatentPairsDataset(cfg.data.train, self.resolution, check=cfg.data.check,
+                                with_attributes=cfg.attr_probe > 0 or cfg.attr_probe_warmup > 0)
         if ds.z_dim != self.G.z_dim:  # the portrait is a function of the whole (normalised) z
-            raise TrainingError(f"{self.config.data.train}: latents have {ds.z_dim} entries, the generator's z_dim is "
+            raise TrainingError(f"{cfg.data.train}: latents have {ds.z_dim} entries, the generator's z_dim is "
                                 f"{self.G.z_dim}")
+        if ds.attributes is not None:  # built before any resume, which restores the read-out and its Adam state
+            # Standardised targets; constant columns (an attribute the data never varies) are left at zero.
+            self.attr_mean = ds.attributes.mean(0).to(self.device)
+            self.attr_std = ds.attributes.std(0).clamp_min(1e-6).to(self.device)
+            self.probe = nn.Linear(self.G.w_dim, ds.attributes.shape[1]).to(self.device)
+            self.broadcast_parameters(self.probe)
+            self.g_opt.add_param_group({"params": list(self.probe.parameters())})
         return ds
 
     def probe_loss(self, w: torch.Tensor, attrs: torch.Tensor) -> torch.Tensor:
@@ -116,13 +115,10 @@ class GanTeacherTrainer(GanTrainer):
             loss.backward()
             self.sync_gradients(params)
             opt.step()
-        with torch.no_grad():
-            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                p_ema.copy_(p)
-            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-                b_ema.copy_(b)
+        self.G_ema.load_state_dict(self.G.state_dict())
         if self.env.is_main:
-            log.info("mapping warm-up: %d steps, read-out loss %.4f", self.config.attr_probe_warmup, float(loss.detach()))
+            log.info("mapping warm-up: %d steps, read-out loss %.4f", self.config.attr_probe_warmup,
+                     float(loss.detach()))  # one host sync, once per run
 
     def on_step_start(self) -> None:
         lr = self.config.g_lr

@@ -137,11 +137,14 @@ def test_gan_teacher_learns_the_pairs(pairs, tmp_path):
     overrides = [o for o in overrides if not o.startswith(("run.out_dir", "run.steps"))]
     _train("gan-teacher", overrides + [f"run.out_dir={tmp_path / 'gt2'}", "run.steps=2", "adv=0.1"])
     assert "d_loss" in (tmp_path / "gt2" / "log.txt").read_text()
-    # Fresh random fakes for the adversarial terms instead of the pairs' G(z), and the face-box term.
+    # Fresh random fakes for the adversarial terms instead of the pairs' G(z), the face-box and squared terms.
     _train("gan-teacher", overrides + [f"run.out_dir={tmp_path / 'gt3'}", "run.steps=2", "adv=0.1",
-                                       "adv_on_pairs=false", "recon_face=2"])
+                                       "adv_on_pairs=false", "recon_face=2", "recon_mse=5"])
     log = (tmp_path / "gt3" / "log.txt").read_text()
-    assert "d_loss" in log and "face=" in log
+    assert "d_loss" in log and "face=" in log and "mse=" in log
+    for name in ("recon_mse", "recon_face"):
+        with pytest.raises(ConfigError, match=name):
+            load_train_config("gan-teacher", None, [f"data.train={root}", "data.hflip=false", f"{name}=-1"])
 
 
 def test_attribute_read_out_puts_the_attributes_in_w(pairs, tmp_path):

@@ -105,6 +105,9 @@ class GanTeacherTrainConfig(GanTrainConfig):
 
     recon_l1: float = 1.0  # Weight of the mean absolute error between G(z) and the pair's image.
     recon_grad: float = 1.0  # Weight of the mean absolute error between their horizontal/vertical differences.
+    recon_mse: float = 0.0  # Weight of the mean squared error between G(z) and the pair's image. A pixel's share
+    #                         of the gradient grows with its error, so the few large ones (a missing eye, mouth or
+    #                         frame of glasses) are not outvoted by the many small ones, as they are under L1.
     adv: float = 0.0  # Weight of the non-saturating adversarial loss (0 = no discriminator step).
     adv_on_pairs: bool = True  # The adversarial terms use G(z) of the pairs' z (already drawn for the
     #                            reconstruction: no extra synthesis); False: fresh random z with style mixing.
@@ -325,7 +328,7 @@ def validate(config: Any) -> None:
         if not 0 <= config.style_mixing <= 1:
             problems.append("style_mixing must be a probability")
     if isinstance(config, GanTeacherTrainConfig):
-        for name in ("recon_l1", "recon_grad", "adv"):
+        for name in ("recon_l1", "recon_grad", "recon_mse", "recon_face", "adv"):
             if getattr(config, name) < 0:
                 problems.append(f"{name} must be >= 0")
         if config.data.hflip:

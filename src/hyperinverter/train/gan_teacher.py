@@ -152,12 +152,16 @@ class GanTeacherTrainer(GanTrainer):
                 fake = self.G.synthesis(ws, noise_mode="const")
                 terms = {"l1": l1_loss(fake.float(), part), "grad": gradient_loss(fake.float(), part)}
                 loss = cfg.recon_l1 * terms["l1"] + cfg.recon_grad * terms["grad"]
+                if cfg.recon_mse > 0:
+                    terms["mse"] = F.mse_loss(fake.float(), part)
+                    loss = loss + cfg.recon_mse * terms["mse"]
                 if cfg.attr_probe > 0:
                     terms["probe"] = self.probe_loss(ws[:, 0].float(), ap)
                     loss = loss + cfg.attr_probe * terms["probe"]
                 if cfg.recon_face > 0:
                     f, t = face_crop(fake.float()), face_crop(part)
-                    terms["face"] = cfg.recon_l1 * l1_loss(f, t) + cfg.recon_grad * gradient_loss(f, t)
+                    terms["face"] = (cfg.recon_l1 * l1_loss(f, t) + cfg.recon_grad * gradient_loss(f, t)
+                                     + cfg.recon_mse * F.mse_loss(f, t))
                     loss = loss + cfg.recon_face * terms["face"]
                 if adv:
                     if cfg.adv_on_pairs:

@@ -156,8 +156,37 @@ def test_framings_portrait_is_the_default_and_face_fills_the_frame():
 
 def test_unknown_framing_is_refused_naming_the_choices():
     for call in (lambda: render_portrait(BASE, 64, framing="wide"), lambda: render_seed(1, 64, "wide")):
-        with pytest.raises(ValueError, match="unknown framing 'wide'; expected one of portrait, face"):
+        with pytest.raises(ValueError, match="unknown framing 'wide'; expected one of portrait, face, aligned"):
             call()
+
+
+def test_aligned_framing_keeps_eyes_and_mouth_in_place():
+    """'aligned' crops as 'face' does for a frontal, upright head; for turned and tilted heads its square
+    follows the face centre, which lands where the upright one is (the 'face' crop lets it move with the pose).
+    The darkest pixels of the picture (pupils, lashes, brows, mouth) move far less than in the 'face' crop."""
+    from hyperinverter.portraits.painter import _Painter, crop_origin
+
+    upright = dataclasses.replace(BASE, yaw=0.0, tilt=0.0)
+    assert render_portrait(upright, 64, framing="aligned").tobytes() == \
+        render_portrait(upright, 64, framing="face").tobytes()
+    side, canvas = 256, 448
+    ref = _Painter(upright, canvas).face_centre() - crop_origin(_Painter(upright, canvas), side, "face")
+    moved = {"face": [], "aligned": []}
+    for yaw, tilt in [(1.0, 0.0), (-1.0, 0.0), (0.0, 15.0), (-0.8, -15.0)]:
+        painter = _Painter(dataclasses.replace(BASE, yaw=yaw, tilt=tilt), canvas)
+        for framing in moved:
+            centre = painter.face_centre() - crop_origin(painter, side, framing)
+            moved[framing].append(np.abs(centre - ref).max() / 4)  # 64-px image pixels
+    assert max(moved["aligned"]) <= 0.5 and min(moved["face"][:2]) > 5
+
+    def dark(framing, yaw):  # centroid of the 3% darkest pixels of the face box (eyes, brows, mouth)
+        a = np.asarray(render_portrait(dataclasses.replace(BASE, yaw=yaw, tilt=0.0), 64, framing=framing),
+                       np.float32).sum(-1)[16:48, 16:48]
+        ys, xs = np.nonzero(a <= np.quantile(a, 0.03))
+        return np.array([ys.mean(), xs.mean()])
+
+    shift = {f: np.abs(dark(f, 1.0) - dark(f, -1.0)).max() for f in moved}  # yaw -1 -> +1, in pixels
+    assert shift["face"] > 8 and shift["aligned"] < 0.5 * shift["face"]
 
 
 def test_supersampling_antialiases_edges():

@@ -167,6 +167,14 @@ def test_attribute_read_out_puts_the_attributes_in_w(pairs, tmp_path):
     assert "probe" in torch.load(tmp_path / "warm" / "checkpoints" / "latest.pt", weights_only=True)["modules"]
     G = Generator.from_pretrained(tmp_path / "warm" / "generator")
     assert set(G.state_dict()) == set(Generator(**TINY_G).state_dict())
+    # After a warm start (init) the warm-up fits the read-out alone: the mapping's codes stay where they were.
+    t, _ = _train("gan-teacher", base + _run_cfg(tmp_path / "init", 1) +
+                  ["attr_probe=1", "attr_probe_warmup=5", f"init={tmp_path / 'warm' / 'generator'}"])
+    mapping = {k: v.clone() for k, v in t.G.mapping.state_dict().items()}
+    probe = {k: v.clone() for k, v in t.probe.state_dict().items()}
+    t.warm_up_mapping()
+    assert all(torch.equal(v, t.G.mapping.state_dict()[k]) for k, v in mapping.items() if "w_avg" not in k)
+    assert not torch.equal(probe["weight"], t.probe.weight)
     with pytest.raises(DatasetError, match="no labels.csv"):
         bare = tmp_path / "bare"
         write_portraits(bare, 2, size=32, latents=z[:2])

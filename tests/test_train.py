@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -190,7 +191,19 @@ def test_w_encoder_training_lowers_the_loss(folder, generator_dir, tmp_path):
     trainer, _ = _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "w", 30))
     losses = [float(line.split(" loss=")[1].split()[0]) for line in (tmp_path / "w" / "log.txt").read_text().splitlines()]
     assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
-    assert WEncoder.from_pretrained(tmp_path / "w" / "w_encoder").config.w_dim == 16
+    trained = WEncoder.from_pretrained(tmp_path / "w" / "w_encoder")
+    assert trained.config.w_dim == 16
+    # init: a warm start from that encoder (e.g. after the generator was retrained) starts where it ended.
+    warm, _ = _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "w2", 1) +
+                     [f"init={tmp_path / 'w' / 'w_encoder'}", "lr=1e-12"])
+    after = WEncoder.from_pretrained(tmp_path / "w2" / "w_encoder").state_dict()
+    for k, v in trained.state_dict().items():
+        if v.is_floating_point() and "running" not in k:
+            torch.testing.assert_close(after[k], v, rtol=0, atol=1e-5)
+    other = tmp_path / "other"
+    WEncoder(**{**dataclasses.asdict(trained.config), "w_dim": 8}).save_pretrained(other)
+    with pytest.raises(TrainingError, match="another architecture"):
+        _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "w3", 1) + [f"init={other}"])
 
 
 def test_hypernet_training_lowers_the_loss(folder, generator_dir, tmp_path):
@@ -209,6 +222,18 @@ def test_hypernet_training_lowers_the_loss(folder, generator_dir, tmp_path):
 
     model = HyperInverter.from_pretrained(tmp_path / "h" / "model")
     assert model.invert(torch.rand(1, 3, 16, 16) * 2 - 1).image.shape == (1, 3, 16, 16)
+    # init: E2 and the hypernetworks start from that model's (e.g. after the generator was retrained).
+    rest = [o for o in overrides if not o.startswith(("run.out_dir", "run.steps", "run.val_every"))]
+    trainer, _ = _train("hypernet", rest + [f"run.out_dir={tmp_path / 'h2'}", "run.steps=1", "run.val_every=0",
+                                            f"init={tmp_path / 'h' / 'model'}", "lr=1e-12"])
+    for name in ("w_bar_encoder", "hypernet"):
+        mine = getattr(HyperInverter.from_pretrained(tmp_path / "h2" / "model"), name).state_dict()
+        for k, v in getattr(model, name).state_dict().items():
+            if v.is_floating_point() and "running" not in k:
+                torch.testing.assert_close(mine[k], v, rtol=0, atol=1e-5)
+    with pytest.raises(TrainingError, match="another architecture"):
+        _train("hypernet", rest + [f"run.out_dir={tmp_path / 'h3'}", "run.steps=1", "hidden_dim=8",
+                                   f"init={tmp_path / 'h' / 'model'}"])
 
 
 # ------------------------------------------------------------------------------------- resume and stops

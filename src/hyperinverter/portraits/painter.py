@@ -84,6 +84,15 @@ class _Painter:
         return np.stack([self.pivot[0] + self.cos_t * dx + self.sin_t * dy,
                          self.pivot[1] - self.sin_t * dx + self.cos_t * dy], axis=-1).reshape(-1, 2)
 
+    def face_centre(self, upright: bool = False) -> np.ndarray:
+        """Canvas pixels ``[2]`` of the point halfway between the eyes' midpoint and the centre of the mouth
+        (where :meth:`eyes` and :meth:`mouth` put them); ``upright``: where it is with no yaw and no tilt."""
+        if upright:
+            return np.array([self.cx, self.cy + self.b * 0.5 * (0.02 + 0.57)])
+        eyes = self.head([-0.40, 0.40], [0.02, 0.02], proj=True).mean(0)
+        mouth = self.head(0.0, 0.57, proj=True, depth=0.1)[0]
+        return 0.5 * (eyes + mouth)
+
     def ellipse(self, u0, v0, ru, rv, proj=False, depth=0.0, n=32) -> np.ndarray:
         t = np.linspace(0, 2 * math.pi, n, endpoint=False)
         return self.head(u0 + ru * np.cos(t), v0 + rv * np.sin(t), proj, depth)
@@ -494,12 +503,16 @@ class _Painter:
         return self.img
 
 
-#: How much of the figure a portrait shows: ``name -> (zoom, centre_y)``. The figure is drawn on a canvas
-#: ``zoom`` times the image's side and the image is the square around ``(0.5, centre_y)`` of that canvas
+#: How much of the figure a portrait shows: ``name -> (zoom, centre_y, aligned)``. The figure is drawn on a
+#: canvas ``zoom`` times the image's side and the image is the square around ``(0.5, centre_y)`` of that canvas
 #: (fractions of its side). ``"portrait"``: head and shoulders (eyes about 2 px apart from the brows at 64 px).
-#: ``"face"``: the face fills the frame, as in FFHQ's alignment (eyes about 5 px wide at 64 px), with the top
-#: of the hair and the shoulders cut off.
-FRAMINGS = {"portrait": (1.0, 0.5), "face": (1.75, 0.46)}
+#: ``"face"``: the face fills the frame (eyes about 5 px wide at 64 px), with the top of the hair and the
+#: shoulders cut off. ``"aligned"``: the same crop moved with the face, as FFHQ's alignment crops are: with
+#: ``aligned`` the square follows the face centre (:meth:`_Painter.face_centre`, halfway between the eyes'
+#: midpoint and the mouth), so that it lands where a frontal, upright face has it. Turned and tilted heads
+#: then keep their eyes and mouth within about 2 px of the same place (in the ``"face"`` crop the eyes move
+#: up to about 10 px with the yaw), and pose shows in the outline of the head, the hair and the neck instead.
+FRAMINGS = {"portrait": (1.0, 0.5, False), "face": (1.75, 0.46, False), "aligned": (1.75, 0.46, True)}
 
 
 def check_framing(framing: str) -> str:
@@ -507,6 +520,15 @@ def check_framing(framing: str) -> str:
     if framing not in FRAMINGS:
         raise ValueError(f"unknown framing {framing!r}; expected one of {', '.join(FRAMINGS)}")
     return framing
+
+
+def crop_origin(painter: _Painter, side: int, framing: str) -> Tuple[int, int]:
+    """Canvas pixels of the top-left corner of the ``side``-pixel square that ``framing`` crops from
+    ``painter``'s canvas."""
+    _, centre_y, aligned = FRAMINGS[check_framing(framing)]
+    shift = painter.face_centre() - painter.face_centre(upright=True) if aligned else np.zeros(2)
+    return (int(round(0.5 * painter.S - 0.5 * side + shift[0])),
+            int(round(centre_y * painter.S - 0.5 * side + shift[1])))
 
 
 def render_portrait(attrs: PortraitAttributes, size: int = 64, supersample: int = 4,
@@ -517,12 +539,12 @@ def render_portrait(attrs: PortraitAttributes, size: int = 64, supersample: int 
         raise ValueError(f"size must be an integer >= 32, got {size!r}")
     if isinstance(supersample, bool) or not isinstance(supersample, (int, np.integer)) or supersample < 1:
         raise ValueError(f"supersample must be a positive integer, got {supersample!r}")
-    zoom, centre_y = FRAMINGS[check_framing(framing)]
+    zoom = FRAMINGS[check_framing(framing)][0]
     side = int(size) * int(supersample)
-    canvas = int(round(side * zoom))
-    img = _Painter(attrs, canvas).render()
-    if canvas != side:
-        x0, y0 = int(round(0.5 * canvas - 0.5 * side)), int(round(centre_y * canvas - 0.5 * side))
+    painter = _Painter(attrs, int(round(side * zoom)))
+    img = painter.render()
+    if painter.S != side:
+        x0, y0 = crop_origin(painter, side, framing)
         img = img.crop((x0, y0, x0 + side, y0 + side))
     if supersample > 1:
         img = img.resize((int(size), int(size)), _Resampling.LANCZOS)

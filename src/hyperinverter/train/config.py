@@ -121,7 +121,8 @@ class GanTeacherTrainConfig(GanTrainConfig):
     #                          standardised) from w = mapping(z): W then holds every attribute linearly (edit
     #                          directions) and the synthesis gets informative codes from the start.
     attr_probe_warmup: int = 0  # Steps of the mapping network alone on that read-out (batches of 256 pairs' z,
-    #                             no synthesis) before the first step of a fresh run.
+    #                             no synthesis) before the first step of a fresh run; of the read-out alone
+    #                             after a warm start (init).
 
 
 @dataclass
@@ -136,6 +137,8 @@ class WEncoderTrainConfig:
     encoder_input_size: int = 256  # Images are resized to this before E1.
     lr: float = 1e-4
     w_loss: float = 0.0  # With a pairs folder as data.train: weight of ||E1(x) - mapping(z)||^2 / w_dim.
+    init: Optional[str] = None  # A trained W-encoder folder (same architecture) to start from, e.g. the one of an
+    #                             earlier generator of the domain when the generator was retrained.
 
 
 @dataclass
@@ -156,6 +159,8 @@ class HypernetTrainConfig:
     d_lr: float = 1e-4
     batch_size_with_adv: Optional[int] = 4  # Global batch once the adversarial term is on (official: 8 -> 4).
     best_excludes_after_adv: int = 0  # Steps after the adversarial switch not considered for the best model.
+    init: Optional[str] = None  # A HyperInverter model folder (same architecture) whose E2 and hypernetworks to
+    #                             start from, e.g. the model of an earlier generator of the domain.
 
 
 TRAIN_CONFIGS = {"gan": GanTrainConfig, "gan-teacher": GanTeacherTrainConfig, "w-encoder": WEncoderTrainConfig, "hypernet": HypernetTrainConfig}

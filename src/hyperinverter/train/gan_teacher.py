@@ -102,9 +102,11 @@ class GanTeacherTrainer(GanTrainer):
 
     def warm_up_mapping(self) -> None:
         """``attr_probe_warmup`` Adam steps of the mapping network and the read-out alone, on batches of 256
-        of the pairs' (z, attributes) (same draws in every process), then G_ema = G."""
+        of the pairs' (z, attributes) (same draws in every process), then G_ema = G. After a warm start
+        (``init``) only the read-out is fitted: the mapping already holds the attributes, and moving its codes
+        would undo part of what the synthesis had learnt."""
         ds = self.dataset
-        params = list(self.G.mapping.parameters()) + list(self.probe.parameters())
+        params = ([] if self.config.init else list(self.G.mapping.parameters())) + list(self.probe.parameters())
         opt = torch.optim.Adam(params, lr=self.config.g_lr, betas=tuple(self.config.betas))
         gen = torch.Generator().manual_seed(self.run_cfg.seed + 2)
         for _ in range(self.config.attr_probe_warmup):

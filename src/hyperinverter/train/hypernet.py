@@ -50,6 +50,14 @@ class HypernetTrainer(Trainer):
         self.model = HyperInverter.from_generator(G, E1.config, e2, hidden_dim=cfg.hidden_dim, targets=cfg.targets,
                                                   encoder_input_size=cfg.encoder_input_size)
         self.model.w_encoder.load_state_dict(E1.state_dict())
+        if cfg.init:  # a warm start of E2 and the hypernetworks (a resume, when there is a checkpoint, overrides it)
+            src = HyperInverter.from_pretrained(cfg.init)
+            for name in ("w_bar_encoder", "hypernet"):
+                mine, theirs = getattr(self.model, name).state_dict(), getattr(src, name).state_dict()
+                if {k: v.shape for k, v in mine.items()} != {k: v.shape for k, v in theirs.items()}:
+                    raise TrainingError(f"{cfg.init}: its {name} has another architecture than this run's "
+                                        f"(init needs the same layer_encoder, hidden_dim and targets)")
+                getattr(self.model, name).load_state_dict({k: v.float() for k, v in theirs.items()})
         self.model.w_encoder.requires_grad_(False)
         self.model.w_bar_encoder = self.sync_batchnorm(self.model.w_bar_encoder)  # multi-GPU: global batch stats
         self.model.to(self.device)

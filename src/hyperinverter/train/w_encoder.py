@@ -24,7 +24,14 @@ class WEncoderTrainer(Trainer):
         self.G = load_generator(cfg.generator, device=self.device).requires_grad_(False).eval()
         self.resolution = self.G.img_resolution
         enc = {**dataclasses.asdict(WEncoderConfig()), **cfg.encoder, "w_dim": self.G.w_dim}
-        self.E = self.sync_batchnorm(WEncoder(**enc)).to(self.device).train()
+        self.E = WEncoder(**enc)
+        if cfg.init:  # a warm start (a resume, when there is a checkpoint, overrides it)
+            src = WEncoder.from_pretrained(cfg.init)
+            if dataclasses.asdict(src.config) != dataclasses.asdict(self.E.config):
+                raise TrainingError(f"{cfg.init}: a W-encoder of another architecture than this run's "
+                                    f"(init needs the same encoder config)")
+            self.E.load_state_dict(src.state_dict())
+        self.E = self.sync_batchnorm(self.E).to(self.device).train()
         # The training forward passes go through E_train (DDP over E in a multi-process run: it broadcasts rank 0's
         # weights now and averages gradients during backward); checkpoints, exports and evaluation use E itself.
         self.E_train = self.data_parallel(self.E)

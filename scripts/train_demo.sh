@@ -6,7 +6,7 @@
 #   bash scripts/train_demo.sh                 # every stage
 #   bash scripts/train_demo.sh w hyper pack    # some stages (data gan w hyper pack)
 #   DEMO=faces64 bash scripts/train_demo.sh    # which model (portraits64: head and shoulders; faces64: the
-#                                              # face fills the frame); presets <stage>_<DEMO>.yaml
+#                                              # face fills the frame, aligned); presets <stage>_<DEMO>.yaml
 #
 # Each training stage resumes from its checkpoint when there is one, so running the script again
 # continues where it stopped. Wall-time budgets per stage (minutes, 0 = the preset's step count):
@@ -22,7 +22,7 @@ DEMO="${DEMO:-portraits64}"
 case "$DEMO" in
   portraits64) FRAMING=portrait; PAIRS=data/pairs64; HELD=data/portraits64; GAN=gan_teacher_demo64
                W=w_encoder_demo64; HYPER=hypernet_demo64 ;;
-  faces64) FRAMING=face; PAIRS=data/facepairs64; HELD=data/faces64; GAN=gan_teacher_faces64
+  faces64) FRAMING=aligned; PAIRS=data/alignpairs64; HELD=data/aligned64; GAN=gan_teacher_faces64
            W=w_encoder_faces64; HYPER=hypernet_faces64 ;;
   *) echo "DEMO must be portraits64 or faces64, got $DEMO" >&2; exit 2 ;;
 esac

@@ -18,7 +18,7 @@ from ..errors import CheckpointError
 PathLike = Union[str, os.PathLike]
 ROOT = Path(__file__).resolve().parent
 #: The model ``hyperinverter demo`` and ``hyperinverter serve`` use when none is given.
-DEFAULT_MODEL = "portraits64"
+DEFAULT_MODEL = "faces64"
 
 
 def available() -> list[str]:

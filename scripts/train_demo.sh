@@ -66,5 +66,6 @@ if has pack; then
   # (out-of-domain warnings); then the directions, fitted on codes of portraits in the model's framing
   $HI export runs/$HYPER/model -o src/hyperinverter/pretrained/$DEMO --dtype float16 --overwrite \
     --validation $HELD/val --domain-kind "procedural portraits" --framing "$FRAMING"
-  $HI directions fit-portraits --model src/hyperinverter/pretrained/$DEMO --count 2000 --overwrite
+  $HI directions fit-portraits --model src/hyperinverter/pretrained/$DEMO --count 2000 --overwrite \
+    --min-accuracy 0.85  # a direction W does not hold (held-out accuracy below 0.85) is not shipped
 fi

@@ -87,6 +87,11 @@ def test_demo_end_to_end(tmp_path, model_dir, capsys):
     directions = _fit_directions(model_dir)
     assert sorted(p.name for p in directions.iterdir()) == ["smile.json", "smile.safetensors", "yaw.json",
                                                             "yaw.safetensors"]
+    # --min-accuracy: a direction fitted below it is named and not written (nothing reaches 1.01).
+    capsys.readouterr()
+    assert main(["directions", "fit-portraits", "--model", str(model_dir), "--count", "40", "--attributes",
+                 "yaw", "--device", "cpu", "-o", str(tmp_path / "strict"), "--min-accuracy", "1.01"]) == 0
+    assert "yaw: held-out accuracy" in capsys.readouterr().out and not list((tmp_path / "strict").glob("*"))
     capsys.readouterr()
     out = tmp_path / "demo"
     assert main(["demo", "--model", str(model_dir), "-o", str(out), "--count", "3", "--samples", "4",

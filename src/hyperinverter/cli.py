@@ -444,6 +444,10 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
     with tqdm(total=args.count, unit="img", desc="render + encode") as bar:
         data = encode_portraits(model, args.count, progress=bar.update, framing=framing)
     for direction, report in fit_portrait_directions(data, attributes, method=args.method):
+        if report["holdout_accuracy"] < args.min_accuracy:  # a direction that W does not hold: not shipped
+            print(f"{direction.name}: held-out accuracy {report['holdout_accuracy']:.3f} < --min-accuracy "
+                  f"{args.min_accuracy}: not written")
+            continue
         path = save_direction(direction, out)
         print(f"{direction.name}: held-out accuracy {report['holdout_accuracy']:.3f}, default strength "
               f"{direction.strength:.3f} -> {path}")
@@ -646,6 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     q.add_argument("--output", "-o", type=Path, default=None, help="default: <model>/directions")
     q.add_argument("--overwrite", action="store_true", help="replace existing direction files")
+    q.add_argument("--min-accuracy", type=float, default=0.0,
+                   help="write only directions whose held-out accuracy reaches this (default 0: all)")
     q = dsub.add_parser("pca", help="GANSpace components of the mapping network's w")
     q.add_argument("--generator", "-g", "--model", "-m", dest="generator", required=True, metavar="MODEL_OR_FILE",
                    help="a model name or folder (its generator) or a generator file or folder")

@@ -218,23 +218,34 @@ def test_export_float16_keeps_outputs_close(tmp_path, model_dir):
     assert main(["export", str(model_dir), "-o", str(model_dir)]) == 2
 
 
-def test_shipped_portraits64_loads_by_name_and_beats_phase_one():
-    # The model the package ships: within the size budget, float16 on disk, loadable by name, its
-    # directions match it, and on held-out portraits phase II clearly improves on phase I.
+@pytest.mark.parametrize("name, framing, directions, ratio", [
+    ("portraits64", "portrait", ["glasses", "hair_lightness", "skin_tone", "tilt"], 0.6),
+    ("faces64", "aligned", ["glasses", "hair_lightness", "skin_tone", "tilt", "yaw"], 0.6),
+])
+def test_shipped_models_load_by_name_and_beat_phase_one(name, framing, directions, ratio):
+    # The models the package ships: within the size budget, float16 on disk, loadable by name, their
+    # directions match them, and on held-out portraits in their framing phase II clearly improves on phase I.
     from hyperinverter.demo.run import held_out_portraits, per_image_metrics
-    assert "portraits64" in pretrained.available()
-    folder = pretrained.resolve("portraits64")
+    from hyperinverter.domain import portrait_framing
+
+    assert name in pretrained.available()
+    folder = pretrained.resolve(name)
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     assert size <= 30 * 2 ** 20
     assert json.loads((folder / "config.json").read_text())
-    model = HyperInverter.from_pretrained("portraits64")
+    assert portrait_framing(folder) == framing
+    model = HyperInverter.from_pretrained(name)
     assert model.resolution == 64
     names = sorted(p.stem for p in (folder / "directions").glob("*.safetensors"))
-    assert names == ["glasses", "hair_lightness", "skin_tone", "tilt"]
-    for name in names:
-        d = load_direction_file(folder / "directions" / f"{name}.safetensors", model.generator.w_dim, model.num_ws)
+    assert names == directions
+    for d_name in names:
+        d = load_direction_file(folder / "directions" / f"{d_name}.safetensors", model.generator.w_dim, model.num_ws)
         assert torch.isfinite(d.vector).all()
-    x, _ = held_out_portraits(8, 100, model.resolution)
+    x, _ = held_out_portraits(8, 100, model.resolution, framing=framing)
     with torch.no_grad():
         m = per_image_metrics(x, model.invert(x))
-    assert float(m["hyperinverter"]["mse"].mean()) < 0.6 * float(m["phase1"]["mse"].mean())
+    assert float(m["hyperinverter"]["mse"].mean()) < ratio * float(m["phase1"]["mse"].mean())
+
+
+def test_the_default_model_is_faces64():
+    assert pretrained.DEFAULT_MODEL == "faces64" and pretrained.DEFAULT_MODEL in pretrained.available()

@@ -85,7 +85,9 @@ def test_edit_command_refuses_nan_strength_and_a_huge_direction(tmp_path, capsys
                      "--device", "cpu"]) == 2
         assert "--strength must be finite" in capsys.readouterr().err
     huge = tmp_path / "huge.npy"
-    w_dim = HyperInverter.read_config("portraits64").generator.w_dim
+    from hyperinverter.pretrained import DEFAULT_MODEL  # what `edit` uses without --model
+
+    w_dim = HyperInverter.read_config(DEFAULT_MODEL).generator.w_dim
     np.save(huge, np.full((1, w_dim), 1e38, np.float32))
     assert main(["edit", str(img), "--direction", str(huge), "--strength", "1", "-o", str(tmp_path / "o"),
                  "--device", "cpu"]) == 2

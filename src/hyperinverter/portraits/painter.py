@@ -44,6 +44,13 @@ def _flat(points: np.ndarray) -> List[float]:
     return points.ravel().tolist()
 
 
+# Where eyes and mouth sit on the face, in head coordinates (u across, v down; -1 crown, 0 eye line, +1 chin):
+# the eyes' centres at (+-EYE_U, EYE_V), the mouth's middle at (0, MOUTH_V) on a surface MOUTH_DEPTH in front
+# of the cylinder. _Painter.eyes and _Painter.mouth draw there and _Painter.face_centre aligns on them.
+EYE_U, EYE_V = 0.40, 0.02
+MOUTH_V, MOUTH_DEPTH = 0.57, 0.1
+
+
 class _Painter:
     """Draws one portrait on a square canvas of ``S`` pixels."""
 
@@ -88,9 +95,9 @@ class _Painter:
         """Canvas pixels ``[2]`` of the point halfway between the eyes' midpoint and the centre of the mouth
         (where :meth:`eyes` and :meth:`mouth` put them); ``upright``: where it is with no yaw and no tilt."""
         if upright:
-            return np.array([self.cx, self.cy + self.b * 0.5 * (0.02 + 0.57)])
-        eyes = self.head([-0.40, 0.40], [0.02, 0.02], proj=True).mean(0)
-        mouth = self.head(0.0, 0.57, proj=True, depth=0.1)[0]
+            return np.array([self.cx, self.cy + self.b * 0.5 * (EYE_V + MOUTH_V)])
+        eyes = self.head([-EYE_U, EYE_U], [EYE_V, EYE_V], proj=True).mean(0)
+        mouth = self.head(0.0, MOUTH_V, proj=True, depth=MOUTH_DEPTH)[0]
         return 0.5 * (eyes + mouth)
 
     def ellipse(self, u0, v0, ru, rv, proj=False, depth=0.0, n=32) -> np.ndarray:
@@ -267,7 +274,7 @@ class _Painter:
         lash = (40, 30, 28)
         L = self.light
         for side in (-1, 1):
-            ue, ve = side * 0.40, 0.02
+            ue, ve = side * EYE_U, EYE_V
             t = np.linspace(0, 2 * math.pi, 28, endpoint=False)
             st = np.sin(t)
             almond = self.head(ue + 0.19 * E * np.cos(t), ve + np.where(st < 0, 0.085, 0.06) * E * st, proj=True)
@@ -321,19 +328,19 @@ class _Painter:
         k = 0.1 * smile
         t = np.linspace(-1, 1, 17)
         u = hw * t
-        v0 = 0.57
+        v0 = MOUTH_V
         line = v0 - k * t * t + 0.5 * k * 0.3  # corners rise with the smile
         bulge = (1 - t * t) ** 0.7
         lip = _rgb(_mix(self.skin, (190, 70, 80), 0.45), 0.95)
         opening = max(0.0, smile - 0.35) * 0.18 * bulge
-        upper = self.head(u, line - 0.035 * bulge, proj=True, depth=0.1)
-        lower = self.head(u, line + opening + 0.05 * bulge, proj=True, depth=0.1)
-        mid = self.head(u, line, proj=True, depth=0.1)
-        mid_low = self.head(u, line + opening, proj=True, depth=0.1)
+        upper = self.head(u, line - 0.035 * bulge, proj=True, depth=MOUTH_DEPTH)
+        lower = self.head(u, line + opening + 0.05 * bulge, proj=True, depth=MOUTH_DEPTH)
+        mid = self.head(u, line, proj=True, depth=MOUTH_DEPTH)
+        mid_low = self.head(u, line + opening, proj=True, depth=MOUTH_DEPTH)
         self.draw.polygon(_flat(np.concatenate([upper, lower[::-1]])), fill=lip)
         if opening.max() > 0:
             self.draw.polygon(_flat(np.concatenate([mid, mid_low[::-1]])), fill=(90, 28, 34))
-            teeth = self.head(u * 0.85, line + 0.55 * opening, proj=True, depth=0.1)
+            teeth = self.head(u * 0.85, line + 0.55 * opening, proj=True, depth=MOUTH_DEPTH)
             self.draw.polygon(_flat(np.concatenate([mid[2:-2], teeth[::-1][2:-2]])), fill=(240, 236, 226))
         self.draw.line(_flat(mid), fill=_rgb(self.skin, 0.35), width=self.width(0.007), joint="curve")
 
@@ -457,7 +464,7 @@ class _Painter:
         ru, rv = 0.27, 0.15
         inner = []
         for side in (-1, 1):
-            u = side * 0.40 + ru * np.sign(c) * np.abs(c) ** 0.6
+            u = side * EYE_U + ru * np.sign(c) * np.abs(c) ** 0.6
             v = 0.03 + rv * np.sign(s) * np.abs(s) ** 0.6
             rim = self.head(u, v, proj=True, depth=0.12)
             self.draw.line(_flat(np.concatenate([rim, rim[:1]])), fill=frame, width=w, joint="curve")

@@ -100,6 +100,16 @@ class GanTeacherTrainer(GanTrainer):
         """Mean squared error of the linear read-out of standardised attributes from ``w`` ``[B, w_dim]``."""
         return F.mse_loss(self.probe(w), (attrs - self.attr_mean) / self.attr_std)
 
+    def pixel_loss(self, fake: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The weighted reconstruction loss of ``fake`` against ``target`` (``recon_l1``, ``recon_grad``,
+        ``recon_mse``) and its terms for the log (``mse`` only when it is weighted)."""
+        cfg = self.config
+        terms = {"l1": l1_loss(fake, target), "grad": gradient_loss(fake, target)}
+        if cfg.recon_mse > 0:
+            terms["mse"] = F.mse_loss(fake, target)
+        loss = cfg.recon_l1 * terms["l1"] + cfg.recon_grad * terms["grad"] + cfg.recon_mse * terms.get("mse", 0.0)
+        return loss, terms
+
     def warm_up_mapping(self) -> None:
         """``attr_probe_warmup`` Adam steps of the mapping network and the read-out alone, on batches of 256
         of the pairs' (z, attributes) (same draws in every process), then G_ema = G. After a warm start
@@ -152,18 +162,12 @@ class GanTeacherTrainer(GanTrainer):
             with self.autocast():
                 ws = self.G.mapping(zp, update_w_avg=True)
                 fake = self.G.synthesis(ws, noise_mode="const")
-                terms = {"l1": l1_loss(fake.float(), part), "grad": gradient_loss(fake.float(), part)}
-                loss = cfg.recon_l1 * terms["l1"] + cfg.recon_grad * terms["grad"]
-                if cfg.recon_mse > 0:
-                    terms["mse"] = F.mse_loss(fake.float(), part)
-                    loss = loss + cfg.recon_mse * terms["mse"]
+                loss, terms = self.pixel_loss(fake.float(), part)
                 if cfg.attr_probe > 0:
                     terms["probe"] = self.probe_loss(ws[:, 0].float(), ap)
                     loss = loss + cfg.attr_probe * terms["probe"]
                 if cfg.recon_face > 0:
-                    f, t = face_crop(fake.float()), face_crop(part)
-                    terms["face"] = (cfg.recon_l1 * l1_loss(f, t) + cfg.recon_grad * gradient_loss(f, t)
-                                     + cfg.recon_mse * F.mse_loss(f, t))
+                    terms["face"] = self.pixel_loss(face_crop(fake.float()), face_crop(part))[0]
                     loss = loss + cfg.recon_face * terms["face"]
                 if adv:
                     if cfg.adv_on_pairs:

@@ -17,6 +17,7 @@ from hyperinverter.cli import main
 from hyperinverter.portraits import ATTRIBUTE_NAMES
 from hyperinverter.demo import (DemoOptions, LabelledCodes, attribute_values, encode_portraits,
                                 fit_portrait_directions, labelled_grid, run_demo)
+from hyperinverter.demo.directions import attribute_readouts, condition_direction
 from hyperinverter.editing import load_direction_file
 
 
@@ -62,6 +63,32 @@ def test_fit_portrait_directions_finds_a_planted_direction():
     assert smile.strength == pytest.approx(2 * float((w.double() @ smile.vector.double()).std()), rel=1e-5)
     with pytest.raises(ValueError, match="single value"):
         fit_portrait_directions(data, ["earring"])
+
+
+def test_conditional_direction_leaves_the_other_attributes_read_outs_unchanged():
+    # smile is carried by axis 0, but its labels also follow axis 1, which drives glasses: the plain boundary
+    # leans towards axis 1 (moving glasses too); the conditional one must not move the glasses read-out.
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(2000, 8, generator=g, dtype=torch.float64).float()
+    labels = np.ones((2000, len(ATTRIBUTE_NAMES)))  # entries that never vary have no read-out
+    labels[:, ATTRIBUTE_NAMES.index("smile")] = (w[:, 0] + 0.8 * w[:, 1]).numpy()
+    labels[:, ATTRIBUTE_NAMES.index("glasses")] = w[:, 1].numpy()
+    labels[:, ATTRIBUTE_NAMES.index("hair_r")] = w[:, 2].numpy()
+    data = LabelledCodes(w, labels, list(range(2000)))
+    (plain, _), = fit_portrait_directions(data, ["smile"])
+    (cond, report), (hair, _) = fit_portrait_directions(data, ["smile", "hair_lightness"], conditional=True)
+    readouts = attribute_readouts(w, labels)
+    glasses = readouts[ATTRIBUTE_NAMES.index("glasses")]
+    assert abs(float(plain.vector.double() @ glasses)) > 0.3 * float(glasses.norm())  # the plain one leans
+    assert abs(float(cond.vector.double() @ glasses)) < 1e-6 * float(glasses.norm())  # the conditional one not
+    assert float(cond.vector.norm()) == pytest.approx(1.0, abs=1e-6) and cond.vector[0] > 0.9
+    assert report["conditioned_cosine"] == pytest.approx(float(plain.vector @ cond.vector), abs=1e-5)
+    # a derived attribute is not conditioned on what it is made of: hair_lightness keeps following hair_r
+    assert hair.vector[2] > 0.9
+    assert "conditioned on the other 35 label entries" in cond.description["source"]
+    with pytest.raises(ValueError, match="span of the conditions"):
+        condition_direction(torch.tensor([1.0, 0.0]), torch.tensor([[2.0, 0.0], [1.0, 0.0]]))
+    assert torch.allclose(condition_direction(torch.tensor([3.0, 4.0]), torch.zeros(2, 2)), torch.tensor([0.6, 0.8]))
 
 
 def test_encode_portraits_shapes(model_dir):

@@ -443,7 +443,8 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
     print(f"rendering {args.count} training-split portraits in the model's {framing} framing")
     with tqdm(total=args.count, unit="img", desc="render + encode") as bar:
         data = encode_portraits(model, args.count, progress=bar.update, framing=framing)
-    for direction, report in fit_portrait_directions(data, attributes, method=args.method):
+    for direction, report in fit_portrait_directions(data, attributes, method=args.method,
+                                                     conditional=args.conditional):
         if report["holdout_accuracy"] < args.min_accuracy:  # a direction that W does not hold: not shipped
             print(f"{direction.name}: held-out accuracy {report['holdout_accuracy']:.3f} < --min-accuracy "
                   f"{args.min_accuracy}: not written")
@@ -652,6 +653,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--overwrite", action="store_true", help="replace existing direction files")
     q.add_argument("--min-accuracy", type=float, default=0.0,
                    help="write only directions whose held-out accuracy reaches this (default 0: all)")
+    q.add_argument("--conditional", action="store_true",
+                   help="make each direction orthogonal to the linear read-outs of every other attribute "
+                        "(InterFaceGAN's conditional manipulation): edits that move the others less")
     q = dsub.add_parser("pca", help="GANSpace components of the mapping network's w")
     q.add_argument("--generator", "-g", "--model", "-m", dest="generator", required=True, metavar="MODEL_OR_FILE",
                    help="a model name or folder (its generator) or a generator file or folder")

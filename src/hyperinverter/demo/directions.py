@@ -24,6 +24,8 @@ DERIVED_ATTRIBUTES: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = 
     "hair_lightness": ("mean of hair_r, hair_g, hair_b",
                        lambda v: v[:, [ATTRIBUTE_NAMES.index(c) for c in ("hair_r", "hair_g", "hair_b")]].mean(1)),
 }
+#: The label entries a derived attribute is made of: a conditional direction keeps the others unchanged, not these.
+DERIVED_FROM: dict[str, tuple[str, ...]] = {"hair_lightness": ("hair_r", "hair_g", "hair_b")}
 #: The directions the shipped demo model carries (``benchmarks/bench_demo_quality.py`` measures each: held-out
 #: accuracy of the fit, the attribute change at the default strength, entanglement with the others).
 
@@ -71,20 +73,68 @@ def encode_portraits(model, count: int, split: str = "train", start: int = 0, ba
     return LabelledCodes(torch.cat(codes), np.concatenate(labels).astype(np.float64), seeds, framing)
 
 
+def attribute_readouts(w: torch.Tensor, labels: np.ndarray, ridge: float = 1e-3) -> torch.Tensor:
+    """``[A, w_dim]`` float64: per label entry, the weights of a ridge regression of its standardised value
+    on the centred codes ``w [N, w_dim]`` (a constant entry gets zeros). Row ``k`` is the direction along
+    which the linear prediction of attribute ``k`` from ``w`` changes; ``ridge`` is relative to the codes'
+    mean variance."""
+    x = w.double() - w.double().mean(0)
+    y = torch.from_numpy(labels).double()
+    std = y.std(0)
+    y = torch.where(std > 0, (y - y.mean(0)) / std.clamp_min(1e-12), torch.zeros_like(y))
+    gram = x.T @ x
+    gram += ridge * float(gram.diagonal().mean()) * torch.eye(gram.shape[0], dtype=gram.dtype)
+    return torch.linalg.solve(gram, x.T @ y).T
+
+
+def condition_direction(vector: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+    """``vector [w_dim]`` with its component in the span of the rows of ``others [K, w_dim]`` removed, unit
+    norm: moving ``w`` along it leaves the linear read-outs ``others @ w`` unchanged (InterFaceGAN's
+    conditional manipulation, generalised from one or two conditions to any number)."""
+    v = vector.double()
+    if others.shape[0] == 0:
+        return (v / v.norm()).to(vector.dtype)
+    u, sv, _ = torch.linalg.svd(others.double().T, full_matrices=False)  # orthonormal basis of their span
+    q = u[:, sv > 1e-9 * float(sv.max())] if float(sv.max()) > 0 else u[:, :0]  # zero / dependent rows add nothing
+    v = v - q @ (q.T @ v)
+    norm = float(v.norm())
+    if norm < 1e-6:
+        raise ValueError("the direction lies in the span of the conditions: nothing is left to edit")
+    return (v / norm).to(vector.dtype)
+
+
 def fit_portrait_directions(data: LabelledCodes, attributes: Sequence[str] = DEMO_ATTRIBUTES,
-                            method: str = "svm", strength_sigmas: float = 2.0) -> list[tuple[Direction, dict]]:
+                            method: str = "svm", strength_sigmas: float = 2.0,
+                            conditional: bool = False) -> list[tuple[Direction, dict]]:
     """One InterFaceGAN direction per attribute; its default strength moves ``w`` by ``strength_sigmas``
-    standard deviations of the codes' projection on it (a visible but in-distribution edit)."""
+    standard deviations of the codes' projection on it (a visible but in-distribution edit).
+
+    With ``conditional``, each direction is made orthogonal to the linear read-outs
+    (:func:`attribute_readouts`) of every other label entry (all of
+    :data:`~hyperinverter.portraits.ATTRIBUTE_NAMES` but the attribute itself or the entries it is derived
+    from): the edit then moves what W predicts of the other attributes as little as a linear model can say,
+    at the cost of some of its own reach. The report gains ``conditioned_cosine``: the cosine between the
+    plain and the conditional direction."""
+    readouts = attribute_readouts(data.w, data.labels) if conditional else None
     out = []
     for attribute in attributes:
         values = attribute_values(data.labels, attribute)
         if np.unique(values).size < 2:
             raise ValueError(f"attribute {attribute!r} has a single value in these {len(values)} portraits")
         direction, report = fit_interfacegan(data.w, torch.from_numpy(values), method=method, name=attribute)
+        source = f"InterFaceGAN ({method}) on phase-I codes of {len(values)} rendered portraits"
+        if readouts is not None:
+            own = DERIVED_FROM.get(attribute, (attribute,))
+            rows = [k for k, name in enumerate(ATTRIBUTE_NAMES) if name not in own]
+            plain = direction.vector
+            direction.vector = condition_direction(plain, readouts[rows])
+            report["conditioned_cosine"] = float(plain.double() @ direction.vector.double())
+            # the held-out accuracy stays that of the boundary (the normal before conditioning)
+            source += f", conditioned on the other {len(rows)} label entries' linear read-outs"
         spread = float((data.w.double() @ direction.vector.double()).std())
         direction.strength = strength_sigmas * spread
         direction.description.update({
-            "source": f"InterFaceGAN ({method}) on phase-I codes of {len(values)} rendered portraits",
+            "source": source,
             "framing": data.framing,
             "attribute": attribute,
             "attribute_definition": DERIVED_ATTRIBUTES.get(attribute, (attribute,))[0],
@@ -95,5 +145,5 @@ def fit_portrait_directions(data: LabelledCodes, attributes: Sequence[str] = DEM
     return out
 
 
-__all__ = ["DEMO_ATTRIBUTES", "DERIVED_ATTRIBUTES", "LabelledCodes", "attribute_values", "encode_portraits",
-           "fit_portrait_directions"]
+__all__ = ["DEMO_ATTRIBUTES", "DERIVED_ATTRIBUTES", "DERIVED_FROM", "LabelledCodes", "attribute_readouts",
+           "attribute_values", "condition_direction", "encode_portraits", "fit_portrait_directions"]

@@ -113,6 +113,8 @@ class GanTeacherTrainConfig(GanTrainConfig):
     #                            reconstruction: no extra synthesis); False: fresh random z with style mixing.
     recon_face: float = 0.0  # Extra weight of both reconstruction terms inside the face box (FACE_BOX in
     #                          train/gan_teacher.py), where the small features are (eyes, mouth, glasses).
+    recon_mouth: float = 0.0  # Extra weight of both reconstruction terms inside the mouth box (MOUTH_BOX in
+    #                           train/gan_teacher.py; for pairs rendered with the ``aligned`` framing).
     adv_start_step: int = 0  # Step from which the adversarial term (and the discriminator) train.
     g_lr_schedule: list = field(default_factory=list)  # [[step, lr], ...]: g_lr from each step on (piecewise).
     init: Optional[str] = None  # Generator folder/file to start from (same architecture): continue an earlier
@@ -333,7 +335,7 @@ def validate(config: Any) -> None:
         if not 0 <= config.style_mixing <= 1:
             problems.append("style_mixing must be a probability")
     if isinstance(config, GanTeacherTrainConfig):
-        for name in ("recon_l1", "recon_grad", "recon_mse", "recon_face", "adv"):
+        for name in ("recon_l1", "recon_grad", "recon_mse", "recon_face", "recon_mouth", "adv"):
             if getattr(config, name) < 0:
                 problems.append(f"{name} must be >= 0")
         if config.data.hflip:

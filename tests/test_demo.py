@@ -119,6 +119,15 @@ def test_demo_end_to_end(tmp_path, model_dir, capsys):
     assert main(["directions", "fit-portraits", "--model", str(model_dir), "--count", "40", "--attributes",
                  "yaw", "--device", "cpu", "-o", str(tmp_path / "strict"), "--min-accuracy", "1.01"]) == 0
     assert "yaw: held-out accuracy" in capsys.readouterr().out and not list((tmp_path / "strict").glob("*"))
+    # with --overwrite, an earlier file of a direction now refused goes (it would be offered as if it passed)
+    strict = tmp_path / "strict"
+    for name in ("yaw.safetensors", "yaw.json"):
+        (strict / name).write_bytes((directions / name).read_bytes())
+    (strict / "notes.txt").write_text("mine")
+    assert main(["directions", "fit-portraits", "--model", str(model_dir), "--count", "40", "--attributes",
+                 "yaw", "--device", "cpu", "-o", str(strict), "--min-accuracy", "1.01", "--overwrite"]) == 0
+    assert "removed the earlier yaw files" in capsys.readouterr().out
+    assert sorted(p.name for p in strict.iterdir()) == ["notes.txt"]
     capsys.readouterr()
     out = tmp_path / "demo"
     assert main(["demo", "--model", str(model_dir), "-o", str(out), "--count", "3", "--samples", "4",

@@ -446,8 +446,13 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
     for direction, report in fit_portrait_directions(data, attributes, method=args.method,
                                                      conditional=args.conditional):
         if report["holdout_accuracy"] < args.min_accuracy:  # a direction that W does not hold: not shipped
+            # an earlier file of it (only there with --overwrite, which the plan checked) would outlive the
+            # refusal and keep being offered: it goes, as the files it was to be replaced by would have
+            stale = [p for p in (out / f"{direction.name}.safetensors", out / f"{direction.name}.json") if p.exists()]
+            for p in stale:
+                p.unlink()
             print(f"{direction.name}: held-out accuracy {report['holdout_accuracy']:.3f} < --min-accuracy "
-                  f"{args.min_accuracy}: not written")
+                  f"{args.min_accuracy}: not written" + (f"; removed the earlier {direction.name} files" if stale else ""))
             continue
         path = save_direction(direction, out)
         print(f"{direction.name}: held-out accuracy {report['holdout_accuracy']:.3f}, default strength "

@@ -19,7 +19,9 @@ from hyperinverter.portraits import (
     HAIR_STYLES,
     SPLITS,
     PortraitAttributes,
+    PortraitLabelError,
     PortraitOutputError,
+    read_portrait_labels,
     render_portrait,
     render_seed,
     sample_attributes,
@@ -329,6 +331,35 @@ def test_write_portraits(tmp_path):
         with Image.open(out / rec["file"]) as im:
             assert im.size == (64, 64) and im.mode == "RGB"
             assert im.tobytes() == render_seed(seed, 64)[0].tobytes()
+
+
+def test_read_portrait_labels_reads_what_write_portraits_wrote(tmp_path):
+    out = write_portraits(tmp_path / "ds", 3, split="val", size=32)
+    rows = read_portrait_labels(out)
+    assert sorted(rows) == [f"{s:07d}.png" for s in range(1_000_000, 1_000_003)]
+    for name, vector in rows.items():
+        np.testing.assert_allclose(vector, sample_attributes(int(name[:7])).to_vector(), rtol=1e-6)
+    # columns are picked by name: a table with them in another order reads the same
+    header, table = read_csv(out / "labels.csv")
+    order = [0, 1] + list(range(len(header) - 1, 1, -1))
+    (out / "labels.csv").write_text("\n".join(",".join(r[i] for i in order) for r in [header] + table) + "\n")
+    assert all(np.array_equal(read_portrait_labels(out)[k], v) for k, v in rows.items())
+    # labels.json alone is enough
+    (out / "labels.csv").unlink()
+    assert all(np.allclose(read_portrait_labels(out)[k], v) for k, v in rows.items())
+    # one clear error per problem
+    (out / "labels.csv").write_text("file,seed,smile\nx.png,1,0.5\n")
+    with pytest.raises(PortraitLabelError, match="missing columns"):
+        read_portrait_labels(out)
+    (out / "labels.csv").write_text(",".join(header) + "\n" + ",".join(table[0][:2] + ["nan"] * (len(header) - 2)))
+    with pytest.raises(PortraitLabelError, match="non-finite"):
+        read_portrait_labels(out)
+    (out / "labels.csv").write_text(",".join(header) + "\n" + ",".join(table[0][:2] + ["x"] * (len(header) - 2)))
+    with pytest.raises(PortraitLabelError, match="unreadable labels"):
+        read_portrait_labels(out)
+    (out / "labels.csv").unlink(), (out / "labels.json").unlink()
+    with pytest.raises(PortraitLabelError, match="no labels.csv or labels.json"):
+        read_portrait_labels(out)
 
 
 def test_write_portraits_in_the_face_framing_records_it(tmp_path):

@@ -178,7 +178,7 @@ def test_attribute_read_out_puts_the_attributes_in_w(pairs, tmp_path):
     with pytest.raises(DatasetError, match="no labels.csv"):
         bare = tmp_path / "bare"
         write_portraits(bare, 2, size=32, latents=z[:2])
-        (bare / "labels.csv").unlink()
+        (bare / "labels.csv").unlink(), (bare / "labels.json").unlink()
         LatentPairsDataset(bare, 32, with_attributes=True)
 
 

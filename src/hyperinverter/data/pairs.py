@@ -23,37 +23,20 @@ PathLike = Union[str, os.PathLike]
 LATENTS_FILE = "latents.npy"
 
 
-#: Name of the label table of a pairs folder (``file, seed`` then one column per renderer attribute).
-LABELS_FILE = "labels.csv"
-
-
 def read_pair_labels(root: PathLike, files) -> np.ndarray:
-    """float32 ``[len(files), A]``: the attribute columns of ``root/labels.csv`` (every column after ``file``
-    and ``seed``) for ``files``, in that order. One clear :class:`DatasetError` for a missing or short table."""
-    import csv
+    """float32 ``[len(files), A]``: the attribute vectors of ``root``'s labels
+    (:func:`~hyperinverter.portraits.read_portrait_labels`) for ``files``, in that order. One clear
+    :class:`DatasetError` for missing, unreadable or incomplete labels."""
+    from ..portraits import PortraitLabelError, read_portrait_labels
 
-    path = Path(root) / LABELS_FILE
-    if not path.is_file():
-        raise DatasetError(f"{os.fspath(root)}: no {LABELS_FILE} (written by 'hyperinverter data portraits')")
-    rows = {}
     try:
-        with open(path, newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, [])
-            if header[:2] != ["file", "seed"] or len(header) < 3:
-                raise DatasetError(f"{path}: expected the columns file, seed, then attributes; got {header[:4]}")
-            for row in reader:
-                if len(row) != len(header):
-                    raise DatasetError(f"{path}: a row of {len(row)} entries under {len(header)} columns")
-                rows[row[0]] = row[2:]
-        table = np.asarray([rows[Path(p).name] for p in files], dtype=np.float32)
-    except KeyError as e:
-        raise DatasetError(f"{path}: no row for {e.args[0]}") from None
-    except ValueError as e:
-        raise DatasetError(f"{path}: not a table of numbers ({e})") from None
-    if not np.isfinite(table).all():
-        raise DatasetError(f"{path}: holds non-finite values")
-    return table
+        rows = read_portrait_labels(root)
+    except PortraitLabelError as e:
+        raise DatasetError(str(e)) from None
+    missing = [Path(p).name for p in files if Path(p).name not in rows]
+    if missing:
+        raise DatasetError(f"{os.fspath(root)}: no label row for {missing[:3]}")
+    return np.stack([rows[Path(p).name] for p in files]).astype(np.float32)
 
 
 class LatentPairsDataset(torch.utils.data.Dataset):

@@ -12,7 +12,6 @@ attribute and of all the others. Continuous attributes are regressed on their ra
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -187,34 +186,14 @@ def attribute_columns(vectors: torch.Tensor, attributes: Sequence[str]) -> torch
 
 
 def read_labels(folder: PathLike) -> dict[str, list[float]]:
-    """``{file name: attribute vector}`` from a folder's ``labels.json`` (or ``labels.csv``)."""
-    folder = Path(folder)
-    json_path, csv_path = folder / "labels.json", folder / "labels.csv"
-    rows: dict[str, list[float]] = {}
+    """``{file name: attribute vector}`` from a folder's labels
+    (:func:`~hyperinverter.portraits.read_portrait_labels`: ``labels.csv``, else ``labels.json``)."""
+    from ..portraits import PortraitLabelError, read_portrait_labels
+
     try:
-        if json_path.is_file():
-            for record in json.loads(json_path.read_text()):
-                rows[str(record["file"])] = [float(v) for v in record["vector"]]
-        elif csv_path.is_file():
-            with open(csv_path, newline="") as fh:
-                reader = csv.DictReader(fh)
-                missing = [a for a in ("file", *ATTRIBUTE_NAMES) if a not in (reader.fieldnames or [])]
-                if missing:
-                    raise AttributeDataError(f"{csv_path}: missing columns {missing}")
-                for row in reader:
-                    rows[row["file"]] = [float(row[a]) for a in ATTRIBUTE_NAMES]
-        else:
-            raise AttributeDataError(f"{folder}: no labels.json or labels.csv (write labelled portraits with "
-                                     "'hyperinverter data portraits')")
-    except AttributeDataError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise AttributeDataError(f"{folder}: unreadable labels ({type(e).__name__}: {e})") from None
-    bad = [f for f, v in rows.items() if len(v) != len(ATTRIBUTE_NAMES)]
-    if bad:
-        raise AttributeDataError(f"{folder}: label vectors of {bad[:3]} have the wrong length "
-                                 f"(expected {len(ATTRIBUTE_NAMES)})")
-    return rows
+        return {name: v.tolist() for name, v in read_portrait_labels(folder).items()}
+    except PortraitLabelError as e:
+        raise AttributeDataError(str(e)) from None
 
 
 def load_labelled_portraits(folder: PathLike, size: Optional[int] = None, limit: Optional[int] = None,

@@ -2,7 +2,8 @@
 
 :data:`SPLITS` gives disjoint seed ranges; :func:`write_portraits` writes ``{seed:07d}.png`` files with
 ``labels.json`` and ``labels.csv`` (and, for portraits drawn from Gaussian latents, ``latents.npy``), the
-label files written atomically (:func:`hyperinverter.utils.outputs.atomic_write`).
+label files written atomically (:func:`hyperinverter.utils.outputs.atomic_write`);
+:func:`read_portrait_labels` reads them back (the one reader of both).
 """
 
 from __future__ import annotations
@@ -35,6 +36,54 @@ SPLITS: Dict[str, Tuple[int, int]] = {
 
 class PortraitOutputError(HyperInverterError, FileExistsError):
     """:func:`write_portraits` would overwrite a file that it did not write itself."""
+
+
+class PortraitLabelError(HyperInverterError, ValueError):
+    """A folder's portrait labels are missing, unreadable, or not one vector of every attribute per file."""
+
+
+def read_portrait_labels(folder: PathLike) -> Dict[str, np.ndarray]:
+    """``{file name: float64 [len(ATTRIBUTE_NAMES)] vector}`` from the labels :func:`write_portraits` wrote:
+    ``labels.csv`` (its columns picked by name, so their order does not matter), or ``labels.json`` when a
+    folder has only that. Raises one :class:`PortraitLabelError` naming the folder and the problem (no label
+    file, a missing column, a short row, a value that is not a finite number)."""
+    folder = Path(folder)
+    csv_path, json_path = folder / "labels.csv", folder / "labels.json"
+    rows: Dict[str, np.ndarray] = {}
+    width = len(ATTRIBUTE_NAMES)
+    try:
+        if csv_path.is_file():
+            with open(csv_path, newline="") as fh:
+                reader = csv.reader(fh)
+                header = next(reader, [])
+                missing = [a for a in ("file", *ATTRIBUTE_NAMES) if a not in header]
+                if missing:
+                    raise PortraitLabelError(f"{csv_path}: missing columns {missing[:5]}")
+                cols = [header.index(a) for a in ATTRIBUTE_NAMES]
+                file_col = header.index("file")
+                for row in reader:
+                    if len(row) != len(header):
+                        raise PortraitLabelError(f"{csv_path}: a row of {len(row)} entries under {len(header)} "
+                                                 "columns")
+                    rows[row[file_col]] = np.array([float(row[c]) for c in cols])
+        elif json_path.is_file():
+            for record in json.loads(json_path.read_text()):
+                vector = np.asarray(record["vector"], dtype=np.float64)
+                if vector.shape != (width,):
+                    raise PortraitLabelError(f"{json_path}: the vector of {record['file']} has {vector.size} "
+                                             f"entries, expected {width}")
+                rows[str(record["file"])] = vector
+        else:
+            raise PortraitLabelError(f"{folder}: no labels.csv or labels.json (write labelled portraits with "
+                                     "'hyperinverter data portraits')")
+    except PortraitLabelError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise PortraitLabelError(f"{folder}: unreadable labels ({type(e).__name__}: {e})") from None
+    bad = [name for name, v in rows.items() if not np.isfinite(v).all()]
+    if bad:
+        raise PortraitLabelError(f"{folder}: non-finite label values for {bad[:3]}")
+    return rows
 
 
 def split_seeds(split: str, count: int, start: int = 0) -> range:
@@ -194,4 +243,5 @@ def write_portraits(
     return out
 
 
-__all__ = ["PortraitOutputError", "SPLITS", "split_seeds", "write_portraits"]
+__all__ = ["PortraitLabelError", "PortraitOutputError", "SPLITS", "read_portrait_labels", "split_seeds",
+           "write_portraits"]

@@ -281,6 +281,40 @@ def test_stop_request_writes_a_checkpoint_and_resume_continues(folder, generator
     assert resumed.step == 5
 
 
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX")
+def test_sigterm_to_the_whole_process_group_still_writes_the_checkpoint(folder, generator_dir, tmp_path):
+    # torchrun stops each rank with killpg, and schedulers signal every process of a job: the DataLoader
+    # workers get SIGTERM too. One that died of it used to abort the step ("DataLoader worker is killed")
+    # before the checkpoint the signal asks for was written, losing the steps since the last one.
+    import signal
+    import time
+
+    from hyperinverter.train.checkpoint import peek_step
+
+    out = tmp_path / "pg"
+    overrides = [o for o in _w_encoder_overrides(folder, generator_dir, out, 100000) if not o.startswith("run.workers")]
+    proc = subprocess.Popen([sys.executable, "-m", "hyperinverter", "train", "w-encoder", "--quiet", *overrides,
+                             "run.workers=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            log = out / "log.txt"
+            if log.is_file() and "step=3 " in log.read_text():
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        os.killpg(proc.pid, signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr
+    assert "killed by signal" not in stderr and "stopped at step" in stdout
+    step = peek_step(out / "checkpoints" / "latest.pt")
+    assert step >= 3 and f"stopped at step {step}/" in stdout  # run.ckpt_every=0: only the stop wrote it
+
+
 def test_time_budget_stops_like_sigterm_and_resume_continues(folder, generator_dir, tmp_path):
     # max_minutes tiny: the first step already exceeds it; the run stops with a checkpoint and an export.
     out = tmp_path / "t"

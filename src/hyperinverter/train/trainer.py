@@ -49,6 +49,17 @@ log = logging.getLogger("hyperinverter")
 _OPT_KEYS = ("lr", "betas", "weight_decay", "eps")  # optimiser settings a config decides
 
 
+def _worker_ignores_stop_signals(worker_id: int) -> None:  # noqa: ARG001
+    """DataLoader workers leave SIGTERM and SIGINT to the training process. A stop signal often reaches a
+    whole process group (``torchrun`` stops each rank with ``killpg``; schedulers and ``kill -- -PGID`` do the
+    same): a worker killed by it makes PyTorch raise "DataLoader worker is killed" in the middle of a step,
+    before the trainer has written the checkpoint the signal asks for. Ignoring it here, the training
+    process finishes its step, saves and shuts its workers down; a worker whose parent is gone exits by
+    itself (PyTorch's worker watchdog)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class TrainingError(HyperInverterError, RuntimeError):
     """Training cannot go on (NaN loss, ...); the message says what was kept."""
 
@@ -256,7 +267,8 @@ class Trainer:
     def _batches(self) -> Iterator[torch.Tensor]:
         # An own generator: creating a loader must not draw from the global RNG (exact resume).
         loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=self.run_cfg.workers,
-                            pin_memory=self.device.type == "cuda", generator=torch.Generator())
+                            pin_memory=self.device.type == "cuda", generator=torch.Generator(),
+                            worker_init_fn=_worker_ignores_stop_signals if self.run_cfg.workers else None)
         yield from loader
 
     # --------------------------------------------------------------------------------- checkpoints

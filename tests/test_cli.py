@@ -15,6 +15,7 @@ from test_inverter import make_model
 
 from hyperinverter import HyperInverter
 from hyperinverter.cli import main
+from hyperinverter.portraits import ATTRIBUTE_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +152,35 @@ def test_data_portraits_command(tmp_path):
     assert sorted(p.name for p in (tmp_path / "p").glob("*.png")) == ["1000000.png", "1000001.png", "1000002.png"]
     assert (tmp_path / "p" / "labels.csv").read_text().startswith("file,seed,")
     assert main(["data", "portraits", "--count", "0", "-o", str(tmp_path / "q"), "--quiet"]) == 2
+
+
+def test_data_portraits_sweep_writes_pairs_that_differ_in_one_attribute(tmp_path, capsys):
+    import numpy as np
+
+    from hyperinverter.portraits import latent_entry, read_portrait_labels
+
+    out = tmp_path / "s"
+    assert main(["data", "portraits", "--count", "2", "--latents", "64", "--start", "3", "--size", "32",
+                 "--sweep", "smile=-1.5,1.5", "--sweep-bases", "2", "-o", str(out), "--quiet"]) == 0
+    assert "then 2 bases" in capsys.readouterr().out
+    z = np.load(out / "latents.npy")
+    k = latent_entry("smile", 64)
+    assert z.shape == (6, 64) and len(list(out.glob("*.png"))) == 6
+    np.testing.assert_array_equal(z[:2], np.random.default_rng(3).standard_normal([2, 64]).astype(np.float32))
+    assert list(z[2:, k]) == [-1.5, 1.5, -1.5, 1.5]
+    np.testing.assert_array_equal(np.delete(z[2], k), np.delete(z[3], k))  # a pair shares its base
+    labels = read_portrait_labels(out)
+    smile = ATTRIBUTE_NAMES.index("smile")
+    low, high = labels["0000002.png"], labels["0000003.png"]
+    assert high[smile] > low[smile] + 0.5
+    others = [j for j in range(len(ATTRIBUTE_NAMES)) if j != smile]
+    assert np.abs(high[others] - low[others]).max() < 0.05  # only the smile moves (z's length moves the rest a bit)
+    for bad in (["--sweep", "smile=1"], ["--sweep", "skin=a,b"], ["--sweep", "hair_r=0,1"], ["--sweep-bases", "3"]):
+        extra = [] if "--sweep-bases" in bad else ["--sweep-bases", "2"]
+        assert main(["data", "portraits", "--count", "1", "--latents", "64", "-o", str(tmp_path / "bad"),
+                     "--quiet", *bad, *extra]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "bad").exists()
 
 
 def test_help_does_not_import_torch():

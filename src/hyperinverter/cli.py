@@ -465,25 +465,40 @@ def cmd_data_portraits(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .portraits import split_seeds, write_portraits
+    from .portraits import split_seeds, sweep_latents, write_portraits
     from .utils.outputs import OutputPlan, check_writable
 
+    latents, what = None, f"{args.split} seeds from {args.start}"
+    if args.sweep_bases and not args.sweep:
+        raise ValueError("--sweep-bases needs --sweep ATTRIBUTE=V1,V2,...")
+    if args.latents:
+        latents = np.random.default_rng(args.start).standard_normal([args.count, args.latents]).astype(np.float32)
+        what = f"from {args.latents}-d Gaussian latents, numpy seed {args.start}; latents.npy"
+    if args.sweep:  # before anything is written: a malformed sweep, or an attribute no entry decides, is refused
+        if not args.latents or not args.sweep_bases:
+            raise ValueError("--sweep needs --latents Z_DIM and --sweep-bases N")
+        attribute, _, raw = args.sweep.partition("=")
+        try:
+            values = [float(v) for v in raw.split(",")]
+            base = np.random.default_rng(args.start + 1).standard_normal([args.sweep_bases, args.latents])
+            latents = np.concatenate([latents, sweep_latents(base, attribute, values)])
+        except ValueError as e:
+            raise ValueError(f"--sweep {args.sweep}: {e} (expected ATTRIBUTE=V1,V2,...)") from None
+        what += (f"; then {args.sweep_bases} bases (numpy seed {args.start + 1}) x {attribute} entry = "
+                 f"{', '.join(map(str, values))}")
+    total = args.count if latents is None else len(latents)
     # Every file is planned before any work: existing portraits and labels are replaced only with --overwrite.
-    seeds = range(args.count) if args.latents else split_seeds(args.split, args.count, args.start)
+    seeds = range(total) if args.latents else split_seeds(args.split, args.count, args.start)
     plan = OutputPlan(overwrite=args.overwrite)
     plan.add_folder_files(args.output, [f"{seed:07d}.png" for seed in seeds] + ["labels.json", "labels.csv"]
                           + (["latents.npy"] if args.latents else []))
     plan.check()
     check_writable(args.output)
-    latents, what = None, f"{args.split} seeds from {args.start}"
-    if args.latents:
-        latents = np.random.default_rng(args.start).standard_normal([args.count, args.latents]).astype(np.float32)
-        what = f"from {args.latents}-d Gaussian latents, numpy seed {args.start}; latents.npy"
-    with tqdm(total=args.count, unit="img", desc=f"portraits ({args.split})", disable=args.quiet) as bar:
-        out = write_portraits(args.output, args.count, split=args.split, size=args.size, start=args.start,
+    with tqdm(total=total, unit="img", desc=f"portraits ({args.split})", disable=args.quiet) as bar:
+        out = write_portraits(args.output, total, split=args.split, size=args.size, start=args.start,
                               workers=args.workers, progress=lambda n: bar.update(n - bar.n), latents=latents,
                               framing=args.framing)
-    print(f"wrote {args.count} {args.size}px portraits, {args.framing} framing ({what}) and labels.json/labels.csv "
+    print(f"wrote {total} {args.size}px portraits, {args.framing} framing ({what}) and labels.json/labels.csv "
           f"to {out}")
     return 0
 
@@ -691,6 +706,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "pairs for training the demo generator; see attributes_from_latent); writes latents.npy")
     q.add_argument("--framing", choices=FRAMING_NAMES, default="portrait",
                    help="portrait: head and shoulders; face: the face fills the frame, as in FFHQ's alignment")
+    q.add_argument("--sweep", default=None, metavar="ATTRIBUTE=V1,V2,...",
+                   help="with --latents: after the --count pairs, --sweep-bases more latents, each repeated with "
+                        "the latent entry that decides ATTRIBUTE set to each value (standard-normal units): "
+                        "pairs that differ in that attribute alone, e.g. smile=-1.6,-0.6,0.6,1.6")
+    q.add_argument("--sweep-bases", type=int, default=0, metavar="N", help="base latents of --sweep")
     q.add_argument("--workers", type=int, default=1, help="rendering processes")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.add_argument("--overwrite", action="store_true",

@@ -12,12 +12,12 @@ portraits with exact attribute labels.
 """
 
 from .attributes import (ATTRIBUTE_NAMES, ATTRIBUTE_RANGES, COLLAR_PATTERNS, HAIR_STYLES, LATENT_DRAWS, MAX_FRECKLES,
-                         MAX_YAW, LatentDraws, PortraitAttributes, attributes_from_latent, normalize_latent,
-                         sample_attributes)
+                         MAX_YAW, LatentDraws, PortraitAttributes, attributes_from_latent, latent_entry,
+                         normalize_latent, sample_attributes, sweep_latents)
 from .painter import FRAMINGS, check_framing, portrait_grid, render_portrait, render_seed
 from .writer import SPLITS, PortraitLabelError, PortraitOutputError, read_portrait_labels, split_seeds, write_portraits
 
 __all__ = ["ATTRIBUTE_NAMES", "ATTRIBUTE_RANGES", "COLLAR_PATTERNS", "FRAMINGS", "HAIR_STYLES", "LATENT_DRAWS", "LatentDraws",
            "MAX_FRECKLES", "MAX_YAW", "PortraitAttributes", "PortraitLabelError", "PortraitOutputError", "SPLITS", "attributes_from_latent",
-           "check_framing", "normalize_latent", "portrait_grid", "read_portrait_labels", "render_portrait", "render_seed", "sample_attributes", "split_seeds",
+           "check_framing", "latent_entry", "normalize_latent", "portrait_grid", "read_portrait_labels", "render_portrait", "render_seed", "sample_attributes", "split_seeds", "sweep_latents",
            "write_portraits"]

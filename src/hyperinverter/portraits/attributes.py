@@ -308,6 +308,39 @@ def attributes_from_latent(z: Sequence[float]) -> PortraitAttributes:
     return _draw_attributes(LatentDraws(normalize_latent(z)))
 
 
+def latent_entry(attribute: str, z_dim: int = LATENT_DRAWS) -> int:
+    """The entry of a latent vector that decides a scalar attribute of :data:`ATTRIBUTE_NAMES` in
+    :func:`attributes_from_latent` (e.g. ``smile``), found by moving each entry in turn at a few random
+    points; :class:`ValueError` for an attribute that no single entry decides (a colour, a one-hot class)."""
+    if attribute not in ATTRIBUTE_NAMES:
+        raise ValueError(f"unknown portrait attribute {attribute!r}; known: {', '.join(ATTRIBUTE_NAMES)}")
+    t = ATTRIBUTE_NAMES.index(attribute)
+    effect = np.zeros(z_dim)
+    for z in np.random.default_rng(0).standard_normal([4, z_dim]):
+        ref = attributes_from_latent(z).to_vector()[t]
+        for k in range(z_dim):
+            moved = z.copy()
+            moved[k] += 0.5
+            effect[k] += abs(attributes_from_latent(moved).to_vector()[t] - ref)
+    order = np.argsort(effect)[::-1]
+    if effect[order[0]] == 0 or effect[order[1]] > 0.2 * effect[order[0]]:
+        raise ValueError(f"no single latent entry decides {attribute!r}")
+    return int(order[0])
+
+
+def sweep_latents(base: np.ndarray, attribute: str, values: Sequence[float]) -> np.ndarray:
+    """float32 ``[len(base) * len(values), z_dim]``: each row of ``base`` ``[N, z_dim]`` repeated once per
+    value, with the :func:`latent_entry` of ``attribute`` set to it (consecutive rows share a base). Their
+    portraits differ in that attribute alone: pairs that show a generator what it changes and nothing else."""
+    base = np.asarray(base, dtype=np.float32)
+    if base.ndim != 2 or len(values) < 2:
+        raise ValueError(f"need base latents [N, z_dim] and at least two values, got {list(base.shape)} and "
+                         f"{len(values)} value(s)")
+    z = np.repeat(base, len(values), axis=0)
+    z[:, latent_entry(attribute, base.shape[1])] = np.tile(np.asarray(values, dtype=np.float32), len(base))
+    return z
+
+
 def normalize_latent(z: np.ndarray) -> np.ndarray:
     """``z / rms(z)``: StyleGAN2's mapping normalises z this way, so the portrait is a function of what the
     generator sees (the direction of z), not of its length."""
@@ -316,5 +349,5 @@ def normalize_latent(z: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["ATTRIBUTE_NAMES", "ATTRIBUTE_RANGES", "COLLAR_PATTERNS", "HAIR_STYLES", "LATENT_DRAWS", "LatentDraws",
-           "MAX_FRECKLES", "MAX_YAW", "PortraitAttributes", "attributes_from_latent", "normalize_latent",
-           "sample_attributes"]
+           "MAX_FRECKLES", "MAX_YAW", "PortraitAttributes", "attributes_from_latent", "latent_entry",
+           "normalize_latent", "sample_attributes", "sweep_latents"]

@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     base = results[0].seconds_per_image
     for method, r in zip(methods, results):
         steps = getattr(method.config, "steps", 0) if method.name != "hyperinverter" else 0
-        row = {"method": r.label, "steps": steps, "lr": getattr(method.config, "lr", None), "mse": r.metrics["mse"], "psnr": r.metrics["psnr"],
+        row = {"method": r.label, "steps": steps, "lr": getattr(method.config, "lr", None), "mse": r.metrics["mse"],
+               "psnr": r.metrics["psnr"],
                "ssim": r.metrics["ssim"], "seconds_per_image": r.seconds_per_image,
                "time_vs_hyperinverter": r.seconds_per_image / base}
         if r.editability:

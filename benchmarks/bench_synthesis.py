@@ -52,11 +52,11 @@ import torch.nn.functional as F
 from hyperinverter import Generator
 
 try:  # python -m benchmarks.bench_synthesis
-    from ._timing import (PeakMemory, device_info, int_list, log, markdown, resolve_devices, time_calls, tune_cpu_allocator,
-                          warm_up_and_count)
+    from ._timing import (PeakMemory, device_info, int_list, log, markdown, resolve_devices, time_calls,
+                          tune_cpu_allocator, warm_up_and_count)
 except ImportError:  # python benchmarks/bench_synthesis.py
-    from _timing import (PeakMemory, device_info, int_list, log, markdown, resolve_devices, time_calls, tune_cpu_allocator,
-                         warm_up_and_count)
+    from _timing import (PeakMemory, device_info, int_list, log, markdown, resolve_devices, time_calls,
+                         tune_cpu_allocator, warm_up_and_count)
 
 MODES = {
     "auto": "no deltas (auto path)",

@@ -16,8 +16,8 @@ mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export HI="${PYTHON:-python3} -m hyperinverter"
 export DEMO=${DEMO:-faces64} WORKERS=${WORKERS:-16} DEVICE=${DEVICE:-cuda}
-export GAN_MINUTES=${GAN_MINUTES:-3.5} W_MINUTES=${W_MINUTES:-1} HYPER_MINUTES=${HYPER_MINUTES:-1.5}
-export GAN_STEPS=${GAN_STEPS:-1000000} W_CODE_STEPS=${W_CODE_STEPS:-3000} W_STEPS=${W_STEPS:-1000000}
+export GAN_MINUTES=${GAN_MINUTES:-2.5} GAN2_MINUTES=${GAN2_MINUTES:-1} W_MINUTES=${W_MINUTES:-1} HYPER_MINUTES=${HYPER_MINUTES:-1.5}
+export GAN_STEPS=${GAN_STEPS:-1000000} GAN2_STEPS=${GAN2_STEPS:-1000000} W_CODE_STEPS=${W_CODE_STEPS:-3000} W_STEPS=${W_STEPS:-1000000}
 export HYPER_STEPS=${HYPER_STEPS:-1000000}
 BATCH=${BATCH:-64}
 common="run.device=$DEVICE run.workers=${LOADERS:-6}"
@@ -27,7 +27,7 @@ export HYPER_ARGS="$common run.batch_size=$((BATCH / 2)) ${HYPER_ARGS:-}"
 start=$(date +%s)
 status=0
 bash scripts/train_demo.sh "$@" 2>&1 | tee "$OUT/train.log" || status=$?
-case "$DEMO" in faces64) runs="gan_teacher_faces64 w_encoder_faces64 hypernet_faces64" ;;
+case "$DEMO" in faces64) runs="gan_teacher_faces64 gan_teacher_faces64_smile w_encoder_faces64 hypernet_faces64" ;;
                 *) runs="gan_teacher_demo64 w_encoder_demo64 hypernet_demo64" ;; esac
 files=()
 for r in $runs; do

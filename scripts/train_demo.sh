@@ -12,7 +12,8 @@
 # continues where it stopped. Wall-time budgets per stage (minutes, 0 = the preset's step count):
 #   GAN_MINUTES, W_MINUTES, HYPER_MINUTES.  Extra key=value overrides: GAN_ARGS, W_ARGS, HYPER_ARGS.
 # Step counts of the shipped model (README "The demo model" says what they took on which machine):
-#   GAN_STEPS, W_CODE_STEPS (phase I on codes only), W_STEPS (in all), HYPER_STEPS.
+#   GAN_STEPS, GAN2_STEPS (faces64's second GAN stage: smiles), W_CODE_STEPS (phase I on codes only),
+#   W_STEPS (in all), HYPER_STEPS. GAN2_MINUTES: the second GAN stage's budget.
 # On a GPU leave the budgets at 0 and raise the step counts (scripts/gpu_demo.sh: the whole recipe in one
 # call of the device tool). PAIRS_COUNT: (z, image) pairs to render (40000); WORKERS: rendering processes (2).
 set -euo pipefail
@@ -23,10 +24,13 @@ case "$DEMO" in
   portraits64) FRAMING=portrait; PAIRS=data/pairs64; HELD=data/portraits64; GAN=gan_teacher_demo64
                W=w_encoder_demo64; HYPER=hypernet_demo64 ;;
   faces64) FRAMING=aligned; PAIRS=data/alignpairs64; HELD=data/aligned64; GAN=gan_teacher_faces64
-           W=w_encoder_faces64; HYPER=hypernet_faces64 ;;
+           W=w_encoder_faces64; HYPER=hypernet_faces64
+           # stage 2 of the GAN (mouths and smiles): the same pairs plus smile sweeps, a mouth-box weight
+           SWEEP_PAIRS=data/alignpairs64_smile; GAN2=gan_teacher_faces64_smile ;;
   *) echo "DEMO must be portraits64 or faces64, got $DEMO" >&2; exit 2 ;;
 esac
 GAN_STEPS="${GAN_STEPS:-6035}"
+GAN2_STEPS="${GAN2_STEPS:-2700}"
 W_CODE_STEPS="${W_CODE_STEPS:-1500}"
 W_STEPS="${W_STEPS:-2100}"
 HYPER_STEPS="${HYPER_STEPS:-10000}"
@@ -41,12 +45,20 @@ if has data; then
   F=(--framing "$FRAMING")
   [ -f $PAIRS/labels.csv ] || $HI data portraits --count "${PAIRS_COUNT:-40000}" --latents 64 --start 7 "${F[@]}" \
     -o $PAIRS --workers "${WORKERS:-2}" --quiet --overwrite
+  # the same pairs (same z, same renders), then 5000 z each drawn at four smiles (numpy seed 8)
+  [ -z "${SWEEP_PAIRS:-}" ] || [ -f $SWEEP_PAIRS/labels.csv ] || $HI data portraits --count "${PAIRS_COUNT:-40000}" \
+    --latents 64 --start 7 "${F[@]}" --sweep smile=-1.6,-0.6,0.6,1.6 --sweep-bases "${SWEEP_BASES:-5000}" \
+    -o $SWEEP_PAIRS --workers "${WORKERS:-2}" --quiet --overwrite
   [ -f $HELD/val/labels.csv ] || $HI data portraits --count 500 --split val "${F[@]}" -o $HELD/val --workers "${WORKERS:-2}" --quiet --overwrite
   [ -f $HELD/test/labels.csv ] || $HI data portraits --count 200 --split test "${F[@]}" -o $HELD/test --workers "${WORKERS:-2}" --quiet --overwrite
 fi
 if has gan; then
   $HI train gan-teacher -c $GAN $(resume runs/$GAN) \
     run.steps="$GAN_STEPS" run.max_minutes="${GAN_MINUTES:-0}" ${GAN_ARGS:-}
+  if [ -n "${GAN2:-}" ]; then
+    $HI train gan-teacher -c $GAN2 $(resume runs/$GAN2) \
+      run.steps="$GAN2_STEPS" run.max_minutes="${GAN2_MINUTES:-0}" ${GAN_ARGS:-}
+  fi
 fi
 if has w; then
   # Phase I, part 1: codes only (no synthesis, ~10x faster per step); part 2: codes + image losses.

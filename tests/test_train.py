@@ -20,9 +20,9 @@ from hyperinverter.train.config import check_batch_sizes, preset_names, resolve_
 
 #: The presets shipped inside the package (``hyperinverter/configs/*.yaml``, package data).
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "hyperinverter" / "configs"
-SHIPPED = {"gan_demo64", "gan_teacher_demo64", "gan_teacher_faces64", "hypernet_churches", "hypernet_demo64",
-           "hypernet_faces", "hypernet_faces64", "w_encoder_churches", "w_encoder_demo64", "w_encoder_faces",
-           "w_encoder_faces64"}
+SHIPPED = {"gan_demo64", "gan_teacher_demo64", "gan_teacher_faces64", "gan_teacher_faces64_smile",
+           "hypernet_churches", "hypernet_demo64", "hypernet_faces", "hypernet_faces64", "w_encoder_churches",
+           "w_encoder_demo64", "w_encoder_faces", "w_encoder_faces64"}
 TINY_G = {"img_resolution": 16, "z_dim": 16, "w_dim": 16, "channel_base": 128, "channel_max": 16,
           "mapping_layers": 2}
 TINY_BACKBONE = {"kind": "ir_se", "blocks": [1, 1, 1, 1], "widths": [8, 8, 16, 16], "stem_width": 8,
@@ -189,7 +189,8 @@ def test_gan_training_runs_and_discriminator_learns(folder, tmp_path):
 
 def test_w_encoder_training_lowers_the_loss(folder, generator_dir, tmp_path):
     trainer, _ = _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "w", 30))
-    losses = [float(line.split(" loss=")[1].split()[0]) for line in (tmp_path / "w" / "log.txt").read_text().splitlines()]
+    log_lines = (tmp_path / "w" / "log.txt").read_text().splitlines()
+    losses = [float(line.split(" loss=")[1].split()[0]) for line in log_lines]
     assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
     trained = WEncoder.from_pretrained(tmp_path / "w" / "w_encoder")
     assert trained.config.w_dim == 16

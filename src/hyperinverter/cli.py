@@ -452,7 +452,8 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
             for p in stale:
                 p.unlink()
             print(f"{direction.name}: held-out accuracy {report['holdout_accuracy']:.3f} < --min-accuracy "
-                  f"{args.min_accuracy}: not written" + (f"; removed the earlier {direction.name} files" if stale else ""))
+                  f"{args.min_accuracy}: not written"
+                  + (f"; removed the earlier {direction.name} files" if stale else ""))
             continue
         path = save_direction(direction, out)
         print(f"{direction.name}: held-out accuracy {report['holdout_accuracy']:.3f}, default strength "
@@ -545,7 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", "-m", "--generator", "-g", dest="generator", default=None, metavar="MODEL_OR_FILE",
                    help="a model name or folder (e.g. portraits64, faces-hd128: its generator) or a generator file "
                         "or folder (NVIDIA .pkl, .pt/.pth, .safetensors, save_pretrained folder); required")
-    p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-15"), help="latent seeds, e.g. 0-15 or 1,4,9 (default 0-15)")
+    p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-15"),
+                   help="latent seeds, e.g. 0-15 or 1,4,9 (default 0-15)")
     p.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1 = off)")
     p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const",
                    help="per-pixel noise: the stored constant buffers, fresh random noise, or none")
@@ -555,7 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("convert", help="convert a generator/discriminator file to our format (config.json + safetensors)")
+    p = sub.add_parser("convert",
+                       help="convert a generator/discriminator file to our format (config.json + safetensors)")
     p.add_argument("source", type=Path)
     p.add_argument("output", type=Path)
     p.add_argument("--network", choices=["generator", "discriminator"], default="generator",

@@ -608,7 +608,8 @@ class HyperInverter(PretrainedMixin, nn.Module):
         if isinstance(strength, torch.Tensor) and strength.numel() == 1:
             strength = strength.item()
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
-            raise ValueError(f"strength must be a finite number, got {strength if isinstance(strength, (int, float)) else type(strength).__name__}")
+            shown = strength if isinstance(strength, (int, float)) else type(strength).__name__
+            raise ValueError(f"strength must be a finite number, got {shown}")
         if batch_size is not None:
             _check_batch_size(batch_size)
         direction = direction.reshape(-1, w_dim).expand(self.num_ws, w_dim)

@@ -12,7 +12,8 @@ instead of allocating until the machine dies.
 
 ``from_pretrained`` builds the model on the ``meta`` device (:mod:`hyperinverter.checkpoints.meta`: no memory,
 no random initialisation) and makes the file's tensors its parameters and buffers
-(``load_state_dict(assign=True)``), then computes the buffers no file holds (:meth:`PretrainedMixin.non_persistent_buffers`).
+(``load_state_dict(assign=True)``), then computes the buffers no file holds
+(:meth:`PretrainedMixin.non_persistent_buffers`).
 """
 
 from __future__ import annotations

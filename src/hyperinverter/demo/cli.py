@@ -72,7 +72,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if record is not None:
         save_domain(record, out)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(f"wrote {out} ({args.dtype}, {size / 2 ** 20:.1f} MiB{', directions: ' + str(len(copied)) + ' files' if copied else ''})")
+    extra = f", directions: {len(copied)} files" if copied else ""
+    print(f"wrote {out} ({args.dtype}, {size / 2 ** 20:.1f} MiB{extra})")
     if record is not None:
         print(_describe_record(record, out))
     return 0
@@ -227,7 +228,8 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("demo", help="the main job: invert held-out portraits (or --images), edit, interpolate, "
                                     "and write grids, a GIF, metrics and index.html")
-    p.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model folder or shipped name (default {DEFAULT_MODEL})")
+    p.add_argument("--model", "-m", default=DEFAULT_MODEL,
+                   help=f"model folder or shipped name (default {DEFAULT_MODEL})")
     p.add_argument("--images", nargs="+", type=Path, default=None, help="your own images instead of portraits")
     p.add_argument("--output", "-o", type=Path, default=DEFAULT_OUT, help="folder for index.html and the figures")
     p.add_argument("--count", type=int, default=6, help="held-out portraits to render (without --images)")

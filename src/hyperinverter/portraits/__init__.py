@@ -6,8 +6,8 @@ portraits with exact attribute labels.
   the label vector's entries (:data:`ATTRIBUTE_NAMES`, :data:`ATTRIBUTE_RANGES`).
 * :mod:`.painter`: drawing them (:func:`render_portrait`, :func:`render_seed`, :func:`portrait_grid`; the
   :data:`FRAMINGS`: head and shoulders, or the face filling the frame).
-* :mod:`.writer`: data sets (:data:`SPLITS`, :func:`split_seeds`, :func:`write_portraits` and its label files, read back by
-  :func:`read_portrait_labels`;
+* :mod:`.writer`: data sets (:data:`SPLITS`, :func:`split_seeds`, :func:`write_portraits` and its label files,
+  read back by :func:`read_portrait_labels`;
   ``hyperinverter data portraits``).
 """
 
@@ -15,9 +15,11 @@ from .attributes import (ATTRIBUTE_NAMES, ATTRIBUTE_RANGES, COLLAR_PATTERNS, HAI
                          MAX_YAW, LatentDraws, PortraitAttributes, attributes_from_latent, latent_entry,
                          normalize_latent, sample_attributes, sweep_latents)
 from .painter import FRAMINGS, check_framing, portrait_grid, render_portrait, render_seed
-from .writer import SPLITS, PortraitLabelError, PortraitOutputError, read_portrait_labels, split_seeds, write_portraits
+from .writer import (SPLITS, PortraitLabelError, PortraitOutputError, read_portrait_labels, split_seeds,
+                     write_portraits)
 
-__all__ = ["ATTRIBUTE_NAMES", "ATTRIBUTE_RANGES", "COLLAR_PATTERNS", "FRAMINGS", "HAIR_STYLES", "LATENT_DRAWS", "LatentDraws",
-           "MAX_FRECKLES", "MAX_YAW", "PortraitAttributes", "PortraitLabelError", "PortraitOutputError", "SPLITS", "attributes_from_latent",
-           "check_framing", "latent_entry", "normalize_latent", "portrait_grid", "read_portrait_labels", "render_portrait", "render_seed", "sample_attributes", "split_seeds", "sweep_latents",
-           "write_portraits"]
+__all__ = ["ATTRIBUTE_NAMES", "ATTRIBUTE_RANGES", "COLLAR_PATTERNS", "FRAMINGS", "HAIR_STYLES", "LATENT_DRAWS",
+           "LatentDraws", "MAX_FRECKLES", "MAX_YAW", "PortraitAttributes", "PortraitLabelError", "PortraitOutputError",
+           "SPLITS", "attributes_from_latent", "check_framing", "latent_entry", "normalize_latent", "portrait_grid",
+           "read_portrait_labels", "render_portrait", "render_seed", "sample_attributes", "split_seeds",
+           "sweep_latents", "write_portraits"]

@@ -1,11 +1,12 @@
 """Training: typed configs, the shared loop (processes, checkpoints, resume), and the three trainings."""
 
-from .config import (ConfigError, DataConfig, GanTeacherTrainConfig, GanTrainConfig, HypernetTrainConfig, LossConfig, RunConfig,
-                     WEncoderTrainConfig, load_train_config, to_yaml)
+from .config import (ConfigError, DataConfig, GanTeacherTrainConfig, GanTrainConfig, HypernetTrainConfig, LossConfig,
+                     RunConfig, WEncoderTrainConfig, load_train_config, to_yaml)
 from .trainer import Trainer, TrainingError
 
-__all__ = ["ConfigError", "DataConfig", "GanTeacherTrainConfig", "GanTrainConfig", "HypernetTrainConfig", "LossConfig", "RunConfig",
-           "Trainer", "TrainingError", "WEncoderTrainConfig", "get_trainer", "load_train_config", "to_yaml"]
+__all__ = ["ConfigError", "DataConfig", "GanTeacherTrainConfig", "GanTrainConfig", "HypernetTrainConfig", "LossConfig",
+           "RunConfig", "Trainer", "TrainingError", "WEncoderTrainConfig", "get_trainer", "load_train_config",
+           "to_yaml"]
 
 
 def get_trainer(kind: str):

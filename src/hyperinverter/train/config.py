@@ -165,7 +165,8 @@ class HypernetTrainConfig:
     #                             start from, e.g. the model of an earlier generator of the domain.
 
 
-TRAIN_CONFIGS = {"gan": GanTrainConfig, "gan-teacher": GanTeacherTrainConfig, "w-encoder": WEncoderTrainConfig, "hypernet": HypernetTrainConfig}
+TRAIN_CONFIGS = {"gan": GanTrainConfig, "gan-teacher": GanTeacherTrainConfig, "w-encoder": WEncoderTrainConfig,
+                 "hypernet": HypernetTrainConfig}
 
 
 # ------------------------------------------------------------------------------------- construction

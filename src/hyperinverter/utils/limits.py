@@ -576,6 +576,6 @@ def check_config_limits(values: Any, source: str, where: str = "", depth: int = 
 
 
 __all__ = ["CONFIG_LIMITS", "LIST_LIMITS", "MAX_CONFIG_BYTES", "MAX_OVERLAPPING_ELEMENTS", "MAX_PICKLE_EXPANSION",
-           "MAX_TENSOR_DIMS", "PickleScan", "allocation_budget", "check_config_limits", "check_loaded_tensors", "check_pickle_expansion",
-           "check_tensor", "check_tensor_layout", "describe", "describe_all", "exception_text",
-           "storage_element_size"]
+           "MAX_TENSOR_DIMS", "PickleScan", "allocation_budget", "check_config_limits", "check_loaded_tensors",
+           "check_pickle_expansion", "check_tensor", "check_tensor_layout", "describe", "describe_all",
+           "exception_text", "storage_element_size"]

@@ -11,6 +11,8 @@ Measures, with an attribute regressor trained on rendered portraits (``hyperinve
   strength, on the HyperInverter inversions with their residuals kept: the regressor's target change
   (bar >= 0.10), entanglement (bar <= 0.05), and the mean pixel difference between the - and + edits
   against the mean reconstruction error (bar: >= 2x);
+* the generator's sweep response: per attribute one latent entry decides, how much of the renders' change
+  between that entry at -1.6 and +1.6 the generator draws (1 = all of it);
 * realism: KID between ``--kid-count`` generator samples and as many renders (val split), in the
   regressor's feature space; with ``--baseline MODEL``, the same for that model and the ratio (bar <= 0.25).
 
@@ -56,6 +58,35 @@ BARS = {
     "visible_ratio": 2.0,  # mean |edit(+) - edit(-)| / mean |reconstruction - input|
     "kid_ratio": 0.25,  # KID / the baseline's KID
 }
+
+
+#: Attributes one latent entry decides (portraits.latent_entry), for the sweep response.
+SWEEP_ATTRIBUTES = ("smile", "yaw", "tilt", "skin_tone")
+
+
+def sweep_response(model, attributes, framing: str, count: int = 64) -> dict:
+    """Per attribute: the mean absolute difference between the generator's images of ``count`` random z with
+    the attribute's latent entry set to -1.6 and to +1.6, that of the renders of the same z, and their ratio
+    (1 = the generator draws the whole change; only meaningful for a generator taught by the renderer,
+    whose z is the renderer's latent). Both are averaged over the pixels the renders change (mean change over
+    a tenth of its largest): what the generator changes elsewhere is entanglement, not response."""
+    from hyperinverter.portraits import attributes_from_latent, render_portrait, sweep_latents
+    from hyperinverter.utils.image_io import pil_to_tensor
+
+    G = model.generator
+    base = np.random.default_rng(123).standard_normal([count, G.z_dim])
+    out = {}
+    for a in attributes:
+        z = sweep_latents(base, a, [-1.6, 1.6])
+        fake = G(torch.from_numpy(z), noise_mode="const").clamp(-1, 1).float()
+        real = torch.stack([pil_to_tensor(render_portrait(attributes_from_latent(v), model.resolution,
+                                                          framing=framing)) for v in z])
+        d_fake = (fake[1::2] - fake[0::2]).abs().mean(1)  # [count, R, R]
+        d_real = (real[1::2] - real[0::2]).abs().mean(1)
+        where = d_real.mean(0) > 0.1 * d_real.mean(0).max()  # the pixels the attribute changes in the renders
+        g, r = float(d_fake[:, where].mean()), float(d_real[:, where].mean())
+        out[a] = {"generator": g, "renders": r, "ratio": g / r, "pixels": int(where.sum())}
+    return out
 
 
 def r2(pred: torch.Tensor, true: torch.Tensor) -> float:
@@ -193,6 +224,13 @@ def main(argv=None) -> int:
         acc_s = "-" if acc is None else f"{acc:.3f}"
         print(f"| {name} | {acc_s} | {d.strength:.3g} | {row['target_change']:.3f} | {row['entanglement']:.3f} | "
               f"{visible:.2f} |")
+
+    # What the generator draws of each attribute: the teacher-trained generator reads the renderer's latent map,
+    # so G(z) with one attribute's latent entry at -1.6 and +1.6 should differ as the renders of those z do.
+    response = sweep_response(model, [n for n in REQUIRED_DIRECTIONS if n in SWEEP_ATTRIBUTES], framing)
+    report["sweep_response"] = response
+    print("generator / renderer mean |image(+1.6) - image(-1.6)| per latent entry: "
+          + ", ".join(f"{a} {v['ratio']:.2f}" for a, v in response.items()))
 
     # Realism: KID in the regressor's feature space.
     real_f = render_features(regressor, args.kid_count, R, framing)

@@ -30,7 +30,7 @@ case "$DEMO" in
   *) echo "DEMO must be portraits64 or faces64, got $DEMO" >&2; exit 2 ;;
 esac
 GAN_STEPS="${GAN_STEPS:-6035}"
-GAN2_STEPS="${GAN2_STEPS:-2700}"
+GAN2_STEPS="${GAN2_STEPS:-3822}"
 W_CODE_STEPS="${W_CODE_STEPS:-1500}"
 W_STEPS="${W_STEPS:-2100}"
 HYPER_STEPS="${HYPER_STEPS:-10000}"

@@ -17,7 +17,7 @@ from hyperinverter.cli import main
 from hyperinverter.portraits import ATTRIBUTE_NAMES
 from hyperinverter.demo import (DemoOptions, LabelledCodes, attribute_values, encode_portraits,
                                 fit_portrait_directions, labelled_grid, run_demo)
-from hyperinverter.demo.directions import attribute_readouts, condition_direction
+from hyperinverter.demo.directions import attribute_readouts, condition_direction, latent_codes
 from hyperinverter.editing import load_direction_file
 
 
@@ -89,6 +89,29 @@ def test_conditional_direction_leaves_the_other_attributes_read_outs_unchanged()
     with pytest.raises(ValueError, match="span of the conditions"):
         condition_direction(torch.tensor([1.0, 0.0]), torch.tensor([[2.0, 0.0], [1.0, 0.0]]))
     assert torch.allclose(condition_direction(torch.tensor([3.0, 4.0]), torch.zeros(2, 2)), torch.tensor([0.6, 0.8]))
+
+
+def test_latent_codes_are_the_generators_codes_with_exact_labels(model_dir, capsys, tmp_path):
+    from hyperinverter import Generator
+    from hyperinverter.portraits import attributes_from_latent
+
+    torch.manual_seed(0)
+    G = Generator(img_resolution=16, z_dim=64, w_dim=16, channel_base=128, channel_max=16, mapping_layers=2).eval()
+    data = latent_codes(G, 20, seed=5, framing="aligned")
+    z = torch.randn([20, 64], generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert torch.allclose(data.w, G.mapping(z)[:, 0])
+    np.testing.assert_allclose(data.labels[3], attributes_from_latent(z[3].double().numpy()).to_vector(), rtol=1e-6)
+    assert data.source == "generator" and data.framing == "aligned" and data.labels.shape == (20, len(ATTRIBUTE_NAMES))
+    (d, _), = fit_portrait_directions(data, ["yaw"])
+    assert d.description["codes"] == "generator" and "mapping(z)" in d.description["source"]
+    # a generator whose z cannot be the renderer's latent is refused, in one line on the command line
+    with pytest.raises(ValueError, match="not a generator taught by the renderer"):
+        latent_codes(HyperInverter.from_pretrained(model_dir).generator, 4)
+    capsys.readouterr()
+    assert main(["directions", "fit-portraits", "--model", str(model_dir), "--count", "20", "--attributes", "yaw",
+                 "--codes", "generator", "--device", "cpu", "-o", str(tmp_path / "g")]) == 2
+    assert "not a generator taught by the renderer" in capsys.readouterr().err
 
 
 def test_encode_portraits_shapes(model_dir):

@@ -420,7 +420,7 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
     from .devices import choose_device
     from tqdm import tqdm
 
-    from .demo.directions import DEMO_ATTRIBUTES, encode_portraits, fit_portrait_directions
+    from .demo.directions import DEMO_ATTRIBUTES, encode_portraits, fit_portrait_directions, latent_codes
     from .domain import portrait_framing
     from .editing import save_direction
     from .inverter import HyperInverter
@@ -440,9 +440,13 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
     check_writable(out)
     model = HyperInverter.from_pretrained(model_dir, device=choose_device(args.device))
     framing = portrait_framing(model_dir)  # the portraits the model was trained on (domain.json)
-    print(f"rendering {args.count} training-split portraits in the model's {framing} framing")
-    with tqdm(total=args.count, unit="img", desc="render + encode") as bar:
-        data = encode_portraits(model, args.count, progress=bar.update, framing=framing)
+    if args.codes == "generator":
+        print(f"the generator's codes of {args.count} renderer latents (labels from attributes_from_latent)")
+        data = latent_codes(model.generator, args.count, framing=framing)
+    else:
+        print(f"rendering {args.count} training-split portraits in the model's {framing} framing")
+        with tqdm(total=args.count, unit="img", desc="render + encode") as bar:
+            data = encode_portraits(model, args.count, progress=bar.update, framing=framing)
     for direction, report in fit_portrait_directions(data, attributes, method=args.method,
                                                      conditional=args.conditional):
         if report["holdout_accuracy"] < args.min_accuracy:  # a direction that W does not hold: not shipped
@@ -676,6 +680,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--overwrite", action="store_true", help="replace existing direction files")
     q.add_argument("--min-accuracy", type=float, default=0.0,
                    help="write only directions whose held-out accuracy reaches this (default 0: all)")
+    q.add_argument("--codes", choices=["phase1", "generator"], default="phase1",
+                   help="phase1: E1's codes of rendered portraits; generator: the generator's codes mapping(z) "
+                        "of renderer latents, labelled exactly (for a generator taught by the renderer, "
+                        "'train gan-teacher')")
     q.add_argument("--conditional", action="store_true",
                    help="make each direction orthogonal to the linear read-outs of every other attribute "
                         "(InterFaceGAN's conditional manipulation): edits that move the others less")

@@ -1,7 +1,9 @@
 """Edit directions for the portrait domain, fitted from labelled portraits (their attributes are exact).
 
 Each portrait is rendered from its seed, inverted to ``w`` by the model's phase-I encoder (the codes
-that edits move), and an InterFaceGAN boundary is fitted per attribute on those codes. Besides the
+that edits move), and an InterFaceGAN boundary is fitted per attribute on those codes
+(:func:`encode_portraits`). For a generator taught by the renderer, the generator's own codes ``mapping(z)``
+of renderer latents serve as well, with exact labels and no rendering (:func:`latent_codes`). Besides the
 attributes of :data:`~hyperinverter.portraits.ATTRIBUTE_NAMES`, a few derived ones are offered
 (``hair_lightness``: the mean of the hair colour's channels).
 """
@@ -46,8 +48,9 @@ class LabelledCodes:
 
     w: torch.Tensor  # [N, w_dim]
     labels: np.ndarray  # [N, len(ATTRIBUTE_NAMES)]
-    seeds: list[int]
+    seeds: list[int]  # The portraits' seeds (codes="phase1"), or the z rows' indices (codes="generator").
     framing: str = "portrait"  # The portraits.FRAMINGS entry they were rendered in.
+    source: str = "phase1"  # "phase1": E1's codes of rendered portraits; "generator": mapping(z) (latent_codes).
 
 
 @torch.no_grad()
@@ -103,6 +106,26 @@ def condition_direction(vector: torch.Tensor, others: torch.Tensor) -> torch.Ten
     return (v / norm).to(vector.dtype)
 
 
+@torch.no_grad()
+def latent_codes(generator, count: int, seed: int = 0, framing: str = "portrait",
+                 batch_size: int = 1024) -> LabelledCodes:
+    """The generator's own codes ``w = mapping(z)`` of ``count`` Gaussian ``z`` (``torch`` seed ``seed``), labelled
+    with :func:`~hyperinverter.portraits.attributes_from_latent` of the same ``z``: exact labels without
+    rendering or encoding, as InterFaceGAN fits on sampled codes. Only meaningful for a generator taught by the
+    renderer (``train gan-teacher``), whose ``z`` is the renderer's latent; ``framing`` is recorded only."""
+    from ..portraits import LATENT_DRAWS, attributes_from_latent
+
+    if generator.z_dim < LATENT_DRAWS:
+        raise ValueError(f"the generator's z has {generator.z_dim} entries, the renderer's latent {LATENT_DRAWS}: "
+                         "not a generator taught by the renderer (use the phase-I codes of rendered portraits)")
+    device = next(generator.parameters()).device
+    z = torch.randn([count, generator.z_dim], generator=torch.Generator().manual_seed(seed))
+    w = torch.cat([generator.mapping(z[i:i + batch_size].to(device))[:, 0].float().cpu()
+                   for i in range(0, count, batch_size)])
+    labels = np.stack([attributes_from_latent(v).to_vector() for v in z.double().numpy()])
+    return LabelledCodes(w, labels.astype(np.float64), list(range(count)), framing, source="generator")
+
+
 def fit_portrait_directions(data: LabelledCodes, attributes: Sequence[str] = DEMO_ATTRIBUTES,
                             method: str = "svm", strength_sigmas: float = 2.0,
                             conditional: bool = False) -> list[tuple[Direction, dict]]:
@@ -122,7 +145,9 @@ def fit_portrait_directions(data: LabelledCodes, attributes: Sequence[str] = DEM
         if np.unique(values).size < 2:
             raise ValueError(f"attribute {attribute!r} has a single value in these {len(values)} portraits")
         direction, report = fit_interfacegan(data.w, torch.from_numpy(values), method=method, name=attribute)
-        source = f"InterFaceGAN ({method}) on phase-I codes of {len(values)} rendered portraits"
+        source = (f"InterFaceGAN ({method}) on phase-I codes of {len(values)} rendered portraits"
+                  if data.source == "phase1" else
+                  f"InterFaceGAN ({method}) on the generator's codes mapping(z) of {len(values)} renderer latents")
         if readouts is not None:
             own = DERIVED_FROM.get(attribute, (attribute,))
             rows = [k for k, name in enumerate(ATTRIBUTE_NAMES) if name not in own]
@@ -136,6 +161,7 @@ def fit_portrait_directions(data: LabelledCodes, attributes: Sequence[str] = DEM
         direction.description.update({
             "source": source,
             "framing": data.framing,
+            "codes": data.source,
             "attribute": attribute,
             "attribute_definition": DERIVED_ATTRIBUTES.get(attribute, (attribute,))[0],
             "projection_std": spread,
@@ -146,4 +172,4 @@ def fit_portrait_directions(data: LabelledCodes, attributes: Sequence[str] = DEM
 
 
 __all__ = ["DEMO_ATTRIBUTES", "DERIVED_ATTRIBUTES", "DERIVED_FROM", "LabelledCodes", "attribute_readouts",
-           "attribute_values", "condition_direction", "encode_portraits", "fit_portrait_directions"]
+           "attribute_values", "condition_direction", "encode_portraits", "fit_portrait_directions", "latent_codes"]

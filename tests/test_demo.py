@@ -279,7 +279,7 @@ def test_export_float16_keeps_outputs_close(tmp_path, model_dir):
 
 @pytest.mark.parametrize("name, framing, directions, ratio", [
     ("portraits64", "portrait", ["glasses", "hair_lightness", "skin_tone", "tilt"], 0.6),
-    ("faces64", "aligned", ["glasses", "hair_lightness", "skin_tone", "tilt", "yaw"], 0.6),
+    ("faces64", "aligned", ["glasses", "hair_lightness", "skin_tone", "smile", "tilt", "yaw"], 0.5),
 ])
 def test_shipped_models_load_by_name_and_beat_phase_one(name, framing, directions, ratio):
     # The models the package ships: within the size budget, float16 on disk, loadable by name, their

@@ -112,6 +112,7 @@ def test_latent_codes_are_the_generators_codes_with_exact_labels(model_dir, caps
     assert main(["directions", "fit-portraits", "--model", str(model_dir), "--count", "20", "--attributes", "yaw",
                  "--codes", "generator", "--device", "cpu", "-o", str(tmp_path / "g")]) == 2
     assert "not a generator taught by the renderer" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
 
 
 def test_encode_portraits_shapes(model_dir):

@@ -420,7 +420,8 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
     from .devices import choose_device
     from tqdm import tqdm
 
-    from .demo.directions import DEMO_ATTRIBUTES, encode_portraits, fit_portrait_directions, latent_codes
+    from .demo.directions import (DEMO_ATTRIBUTES, check_renderer_latent, encode_portraits, fit_portrait_directions,
+                                  latent_codes)
     from .domain import portrait_framing
     from .editing import save_direction
     from .inverter import HyperInverter
@@ -437,8 +438,10 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
     for a in attributes:
         plan.add_folder_files(out, [f"{a}.safetensors", f"{a}.json"], what=f"--attributes {a}")
     plan.check()
-    check_writable(out)
     model = HyperInverter.from_pretrained(model_dir, device=choose_device(args.device))
+    if args.codes == "generator":  # refused before the output folder is made
+        check_renderer_latent(model.generator)
+    check_writable(out)
     framing = portrait_framing(model_dir)  # the portraits the model was trained on (domain.json)
     if args.codes == "generator":
         print(f"the generator's codes of {args.count} renderer latents (labels from attributes_from_latent)")

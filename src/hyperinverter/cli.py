@@ -420,8 +420,7 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
     from .devices import choose_device
     from tqdm import tqdm
 
-    from .demo.directions import (DEMO_ATTRIBUTES, check_renderer_latent, encode_portraits, fit_portrait_directions,
-                                  latent_codes)
+    from .demo.directions import DEMO_ATTRIBUTES, encode_portraits, fit_portrait_directions, latent_codes
     from .domain import portrait_framing
     from .editing import save_direction
     from .inverter import HyperInverter
@@ -439,14 +438,12 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
         plan.add_folder_files(out, [f"{a}.safetensors", f"{a}.json"], what=f"--attributes {a}")
     plan.check()
     model = HyperInverter.from_pretrained(model_dir, device=choose_device(args.device))
-    if args.codes == "generator":  # refused before the output folder is made
-        check_renderer_latent(model.generator)
-    check_writable(out)
     framing = portrait_framing(model_dir)  # the portraits the model was trained on (domain.json)
-    if args.codes == "generator":
-        print(f"the generator's codes of {args.count} renderer latents (labels from attributes_from_latent)")
+    if args.codes == "generator":  # a second: before the output folder is made, so a refusal leaves nothing
         data = latent_codes(model.generator, args.count, framing=framing)
-    else:
+        print(f"the generator's codes of {args.count} renderer latents (labels from attributes_from_latent)")
+    check_writable(out)
+    if args.codes == "phase1":
         print(f"rendering {args.count} training-split portraits in the model's {framing} framing")
         with tqdm(total=args.count, unit="img", desc="render + encode") as bar:
             data = encode_portraits(model, args.count, progress=bar.update, framing=framing)

@@ -33,10 +33,11 @@ def read_pair_labels(root: PathLike, files) -> np.ndarray:
         rows = read_portrait_labels(root)
     except PortraitLabelError as e:
         raise DatasetError(str(e)) from None
-    missing = [Path(p).name for p in files if Path(p).name not in rows]
+    names = [Path(p).name for p in files]
+    missing = [n for n in names if n not in rows]
     if missing:
         raise DatasetError(f"{os.fspath(root)}: no label row for {missing[:3]}")
-    return np.stack([rows[Path(p).name] for p in files]).astype(np.float32)
+    return np.stack([rows[n] for n in names]).astype(np.float32)
 
 
 class LatentPairsDataset(torch.utils.data.Dataset):

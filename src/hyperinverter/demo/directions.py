@@ -106,15 +106,6 @@ def condition_direction(vector: torch.Tensor, others: torch.Tensor) -> torch.Ten
     return (v / norm).to(vector.dtype)
 
 
-def check_renderer_latent(generator) -> None:
-    """:class:`ValueError` unless the generator's ``z`` is long enough to be the renderer's latent."""
-    from ..portraits import LATENT_DRAWS
-
-    if generator.z_dim < LATENT_DRAWS:
-        raise ValueError(f"the generator's z has {generator.z_dim} entries, the renderer's latent {LATENT_DRAWS}: "
-                         "not a generator taught by the renderer (use the phase-I codes of rendered portraits)")
-
-
 @torch.no_grad()
 def latent_codes(generator, count: int, seed: int = 0, framing: str = "portrait",
                  batch_size: int = 1024) -> LabelledCodes:
@@ -122,9 +113,11 @@ def latent_codes(generator, count: int, seed: int = 0, framing: str = "portrait"
     with :func:`~hyperinverter.portraits.attributes_from_latent` of the same ``z``: exact labels without
     rendering or encoding, as InterFaceGAN fits on sampled codes. Only meaningful for a generator taught by the
     renderer (``train gan-teacher``), whose ``z`` is the renderer's latent; ``framing`` is recorded only."""
-    from ..portraits import attributes_from_latent
+    from ..portraits import LATENT_DRAWS, attributes_from_latent
 
-    check_renderer_latent(generator)
+    if generator.z_dim < LATENT_DRAWS:
+        raise ValueError(f"the generator's z has {generator.z_dim} entries, the renderer's latent {LATENT_DRAWS}: "
+                         "not a generator taught by the renderer (use the phase-I codes of rendered portraits)")
     device = next(generator.parameters()).device
     z = torch.randn([count, generator.z_dim], generator=torch.Generator().manual_seed(seed))
     w = torch.cat([generator.mapping(z[i:i + batch_size].to(device))[:, 0].float().cpu()
@@ -179,5 +172,5 @@ def fit_portrait_directions(data: LabelledCodes, attributes: Sequence[str] = DEM
 
 
 __all__ = ["DEMO_ATTRIBUTES", "DERIVED_ATTRIBUTES", "DERIVED_FROM", "LabelledCodes", "attribute_readouts",
-           "attribute_values", "check_renderer_latent", "condition_direction", "encode_portraits",
+           "attribute_values", "condition_direction", "encode_portraits",
            "fit_portrait_directions", "latent_codes"]

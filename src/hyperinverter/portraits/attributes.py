@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import colorsys
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -308,6 +309,7 @@ def attributes_from_latent(z: Sequence[float]) -> PortraitAttributes:
     return _draw_attributes(LatentDraws(normalize_latent(z)))
 
 
+@functools.lru_cache(maxsize=None)  # a pure function of its arguments: 4 x z_dim renders of the attributes each
 def latent_entry(attribute: str, z_dim: int = LATENT_DRAWS) -> int:
     """The entry of a latent vector that decides a scalar attribute of :data:`ATTRIBUTE_NAMES` in
     :func:`attributes_from_latent` (e.g. ``smile``), found by moving each entry in turn at a few random

@@ -172,15 +172,16 @@ class GanTeacherTrainer(GanTrainer):
             with self.autocast():
                 ws = self.G.mapping(zp, update_w_avg=True)
                 fake = self.G.synthesis(ws, noise_mode="const")
-                loss, terms = self.pixel_loss(fake.float(), part)
+                fake32 = fake.float()  # the pixel losses in float32 (a no-op without autocast)
+                loss, terms = self.pixel_loss(fake32, part)
                 if cfg.attr_probe > 0:
                     terms["probe"] = self.probe_loss(ws[:, 0].float(), ap)
                     loss = loss + cfg.attr_probe * terms["probe"]
                 if cfg.recon_face > 0:
-                    terms["face"] = self.pixel_loss(face_crop(fake.float()), face_crop(part))[0]
+                    terms["face"] = self.pixel_loss(face_crop(fake32), face_crop(part))[0]
                     loss = loss + cfg.recon_face * terms["face"]
                 if cfg.recon_mouth > 0:
-                    terms["mouth"] = self.pixel_loss(box_crop(fake.float(), MOUTH_BOX), box_crop(part, MOUTH_BOX))[0]
+                    terms["mouth"] = self.pixel_loss(box_crop(fake32, MOUTH_BOX), box_crop(part, MOUTH_BOX))[0]
                     loss = loss + cfg.recon_mouth * terms["mouth"]
                 if adv:
                     if cfg.adv_on_pairs:

@@ -31,8 +31,8 @@ case "$DEMO" in
 esac
 GAN_STEPS="${GAN_STEPS:-6035}"
 GAN2_STEPS="${GAN2_STEPS:-3822}"
-W_CODE_STEPS="${W_CODE_STEPS:-1500}"
-W_STEPS="${W_STEPS:-2100}"
+W_CODE_STEPS="${W_CODE_STEPS:-3000}"
+W_STEPS="${W_STEPS:-3500}"
 HYPER_STEPS="${HYPER_STEPS:-10000}"
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(data gan w hyper pack)

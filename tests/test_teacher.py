@@ -209,6 +209,37 @@ def test_gan_teacher_refuses_flips_and_wrong_latents(pairs, tmp_path):
                                                                f"generator={wrong}".replace("'", "")])
 
 
+def test_attribute_readout_recovers_linear_attributes():
+    from hyperinverter.train.w_encoder import attribute_readout
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(800, 16, generator=g) + 3.0
+    mix = torch.randn(16, 3, generator=g)
+    attrs = torch.cat([w @ mix, torch.full((800, 1), 7.0), torch.randn(800, 1, generator=g)], dim=1)
+    readout, r2 = attribute_readout(w, attrs, ridge=1e-6)
+    assert readout.shape == (16, 5) and r2.shape == (4,)  # the constant column has no R^2
+    assert (r2[:3] > 0.999).all() and r2[3] < 0.05  # linear attributes read out; noise does not
+    assert readout[:, 3].abs().max() == 0  # a constant attribute reads out as zero
+    # a code difference reads out as the attribute difference in standard deviations
+    diff = (w[1] - w[0]) @ readout[:, :3]
+    assert torch.allclose(diff, (attrs[1, :3] - attrs[0, :3]) / attrs[:, :3].std(0), atol=1e-3)
+
+
+def test_w_encoder_attribute_weighted_code_loss(pairs, tmp_path):
+    root, _ = pairs
+    torch.manual_seed(0)
+    G = Generator(**TINY_G)
+    G.compute_w_avg(500)
+    G.save_pretrained(tmp_path / "generator")
+    _train("w-encoder", _run_cfg(tmp_path / "w", 30) + [
+        f"data.train={root}", f"generator={tmp_path / 'generator'}", "encoder_input_size=32", "data.hflip=false",
+        "lr=0.003", "w_loss=1", "w_attr_loss=1", "losses.l2=0", "losses.lpips=0",
+        f"encoder={{backbone: {TINY_BACKBONE}}}".replace("'", "")])
+    lines = (tmp_path / "w" / "log.txt").read_text().splitlines()
+    attr_err = [float(line.split(" w_attr=")[1].split()[0]) for line in lines]
+    assert len(attr_err) == len(lines) and np.mean(attr_err[-5:]) < 0.8 * np.mean(attr_err[:5])
+
+
 def test_w_encoder_learns_true_codes(pairs, tmp_path):
     root, _ = pairs
     torch.manual_seed(0)

@@ -139,6 +139,12 @@ class WEncoderTrainConfig:
     encoder_input_size: int = 256  # Images are resized to this before E1.
     lr: float = 1e-4
     w_loss: float = 0.0  # With a pairs folder as data.train: weight of ||E1(x) - mapping(z)||^2 / w_dim.
+    w_attr_loss: float = 0.0  # With a pairs folder: weight of the code error E1(x) - mapping(z) seen through a
+    #                           linear read-out of the renderer's attributes (labels.csv, standardised) from W,
+    #                           fitted by least squares on the pairs' codes when the run starts. The plain w_loss
+    #                           weighs every w entry alike, so an attribute that spans one direction of W (the
+    #                           smile) is a tiny share of it and E1 learns to ignore it; this term weighs each
+    #                           attribute alike.
     init: Optional[str] = None  # A trained W-encoder folder (same architecture) to start from, e.g. the one of an
     #                             earlier generator of the domain when the generator was retrained.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,25 @@ from ..stylegan2.formats import load_generator
 from .config import WEncoderTrainConfig
 from .recon import ReconstructionLoss
 from .trainer import Trainer, TrainingError
+
+log = logging.getLogger("hyperinverter")
+
+
+def attribute_readout(w: torch.Tensor, attrs: torch.Tensor, ridge: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ridge least squares of standardised attributes from codes: ``w [N, D]``, ``attrs [N, A]`` ->
+    (read-out ``[D, A]`` float32, R^2 of each varying attribute). Applied to a code *difference* it gives the
+    attribute difference in units of each attribute's standard deviation; columns the data never varies read
+    out as zero. ``ridge`` is relative to N (codes have entries of unit scale)."""
+    assert w.ndim == 2 and attrs.ndim == 2 and len(w) == len(attrs), (w.shape, attrs.shape)
+    w, attrs = w.double(), attrs.to(w.device, torch.float64)
+    w = w - w.mean(0)
+    std = attrs.std(0)
+    varying = std > 1e-6
+    y = torch.where(varying, (attrs - attrs.mean(0)) / std.clamp_min(1e-6), torch.zeros_like(attrs))
+    gram = w.T @ w + ridge * len(w) * torch.eye(w.shape[1], dtype=w.dtype, device=w.device)
+    readout = torch.linalg.solve(gram, w.T @ y)
+    r2 = 1 - (w @ readout - y).square().sum(0)[varying] / y.square().sum(0)[varying]
+    return readout.float(), r2.float()
 
 
 class WEncoderTrainer(Trainer):
@@ -62,17 +82,31 @@ class WEncoderTrainer(Trainer):
             return super().make_dataset()
         if self.config.data.hflip:
             raise TrainingError("w_loss > 0 needs data.hflip=false: a flipped image is not the picture of its z")
-        ds = LatentPairsDataset(self.config.data.train, self.resolution, check=self.config.data.check)
+        ds = LatentPairsDataset(self.config.data.train, self.resolution, check=self.config.data.check,
+                                with_attributes=self.config.w_attr_loss > 0)
         if ds.z_dim != self.G.z_dim:  # the portrait is a function of the whole (normalised) z
             raise TrainingError(f"{self.config.data.train}: latents have {ds.z_dim} entries, the generator's z_dim "
                                 f"is {self.G.z_dim}")
+        if ds.attributes is not None:
+            self.readout = self.fit_attribute_readout(ds.latents, ds.attributes)
         return ds
+
+    @torch.no_grad()
+    def fit_attribute_readout(self, z: torch.Tensor, attrs: torch.Tensor, rows: int = 8192) -> torch.Tensor:
+        """:func:`attribute_readout` of the codes ``mapping(z)`` of the first ``rows`` pairs (deterministic, so
+        every process fits the same one)."""
+        z = z[:rows].to(self.device)
+        w = torch.cat([self.G.mapping(part)[:, 0] for part in z.split(1024)])
+        readout, r2 = attribute_readout(w, attrs[:rows].to(self.device))
+        log.info("attribute read-out from W: %d attributes, median R^2 %.3f on %d codes", len(r2),
+                 r2.median().item(), len(w))
+        return readout
 
     def train_step(self, batch) -> dict[str, torch.Tensor]:
         self.opt.zero_grad(set_to_none=True)
         logs: dict[str, torch.Tensor] = {}
-        if isinstance(batch, tuple):  # (images, z): the true codes are known
-            images, z = batch
+        if isinstance(batch, (tuple, list)):  # (images, z[, attributes]): the true codes are known
+            images, z = batch[0], batch[1]
             with torch.no_grad():
                 w_true = self.G.mapping(z)[:, 0]
         else:
@@ -94,6 +128,10 @@ class WEncoderTrainer(Trainer):
                         w_err = (w.float() - w_true.chunk(n)[i]).square().mean()
                         loss = loss + self.config.w_loss * w_err
                         parts["w"] = w_err.detach()
+                        if self.config.w_attr_loss > 0:
+                            attr_err = ((w.float() - w_true.chunk(n)[i]) @ self.readout).square().mean()
+                            loss = loss + self.config.w_attr_loss * attr_err
+                            parts["w_attr"] = attr_err.detach()
                         parts["loss"] = loss.detach()
                     if self.config.losses.w_reg > 0:
                         reg = (w - self.G.w_avg).square().sum(dim=1).mean()

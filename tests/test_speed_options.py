@@ -74,3 +74,44 @@ def test_backend_options():
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = before
+
+
+def test_cpu_inference_runs_in_passes_that_keep_feature_maps_small(monkeypatch):
+    """On a CPU, invert and render split a batch into passes whose largest feature map stays under
+    CPU_PASS_BYTES; the images, codes and residuals are those of one pass over the whole batch."""
+    from hyperinverter import inverter as inverter_module
+
+    model = make_model()
+    x = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    largest = model.generator.synthesis.largest_feature_map()
+    assert largest == max(b.out_channels * b.resolution**2 for b in model.generator.synthesis.blocks())
+    with torch.no_grad():
+        assert model.pass_size(torch.device("cpu")) == max(1, inverter_module.CPU_PASS_BYTES // (4 * largest))
+        assert model.pass_size(torch.device("meta")) is None  # other devices: the whole batch
+    assert model.pass_size(torch.device("cpu")) is None  # autograd on (training): the whole batch
+
+    calls = []
+    synthesis_forward = type(model.generator.synthesis).forward
+
+    def counting(self, ws, *args, **kwargs):
+        calls.append(ws.shape[0])
+        return synthesis_forward(self, ws, *args, **kwargs)
+
+    monkeypatch.setattr(type(model.generator.synthesis), "forward", counting)
+    model.pass_batch = 5
+    whole = model.invert(x, batch_size=5)
+    assert calls == [5, 5]  # phase I and phase II, one pass each
+    calls.clear()
+    monkeypatch.setattr(inverter_module, "CPU_PASS_BYTES", 2 * 4 * largest)  # two images' maps
+    model.pass_batch = None
+    passes = model.invert(x, batch_size=5)
+    assert calls == [2, 2, 2, 2, 1, 1]
+    assert torch.allclose(passes.image, whole.image, atol=1e-5) and torch.allclose(passes.w, whole.w, atol=1e-6)
+    assert torch.allclose(passes.deltas["b16.conv0.weight"], whole.deltas["b16.conv0.weight"], atol=1e-6)
+    calls.clear()
+    with torch.no_grad():
+        edited = model.render(whole.ws, whole.deltas, batch_size=8)
+    assert calls == [2, 2, 1] and torch.allclose(edited, whole.image, atol=1e-5)
+    model.pass_batch = 0
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        model.invert(x)

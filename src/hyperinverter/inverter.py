@@ -35,6 +35,14 @@ INPUT_RANGE_LIMIT = 1.5
 EDIT_STEP_LIMIT = 1e4
 
 
+# On a CPU a synthesis batch whose feature maps are far larger than the caches runs slower per image than a
+# small one (measured in one process, one thread, on the 2-core VM: churches-256 with residuals 3.3 s/image in
+# passes of 1 image (33 MB maps) against 4.5-4.9 s in one pass of 8; the 64 px demo model 54-57 ms/image in
+# passes of 4-16 (4-16 MB) against 101 in one of 64; churches E1 + E2 2.7 s/image in passes of 2 against 3.6
+# in one of 16), so inference there runs in passes under this size.
+CPU_PASS_BYTES = 16 << 20
+
+
 def _check_batch_size(batch_size) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}"[:200])
@@ -282,6 +290,9 @@ class HyperInverter(PretrainedMixin, nn.Module):
         self.precision: Optional[str] = None
         #: How residuals are applied in the generator (see SynthesisNetwork.forward): "auto" | "lowrank" | "grouped".
         self.residual_path = "auto"
+        #: Images per forward / synthesis pass at inference: None = :meth:`pass_size` decides by device; an int
+        #: forces it. Results are the same to float rounding whatever it is.
+        self.pass_batch: Optional[int] = None
 
     @classmethod
     def from_generator(cls, generator: Generator, w_encoder: Union[WEncoderConfig, dict],
@@ -407,6 +418,9 @@ class HyperInverter(PretrainedMixin, nn.Module):
         in that dtype (``SynthesisNetwork.forward``'s ``reduced_dtype``)."""
         precision = precision or self.effective_precision(ws.device)
         reduced = None if precision == "fp32" else DTYPES[precision]
+        chunk = self.pass_size(ws.device)
+        if chunk is not None:
+            batch_size = chunk if batch_size is None else min(batch_size, chunk)
         synth = lambda w, d: self.generator.synthesis(  # noqa: E731
             w, noise_mode=self.config.noise_mode, weight_deltas=d or None, residual_path=self.residual_path,
             reduced_dtype=reduced, reduced_blocks=REDUCED_BLOCKS)
@@ -418,6 +432,17 @@ class HyperInverter(PretrainedMixin, nn.Module):
             part = slice(start, start + batch_size)
             chunks.append(synth(ws[part], {k: (v if v.shape[0] == 1 else v[part]) for k, v in raw.items()}))
         return torch.cat(chunks)
+
+    def pass_size(self, device: torch.device) -> Optional[int]:
+        """Images per pass of :meth:`invert` (and of the synthesis in :meth:`render`), or None for the whole
+        batch: :attr:`pass_batch` when set; else, at inference on a CPU, as many as keep the generator's largest
+        feature map under :data:`CPU_PASS_BYTES`; the whole batch on other devices or with autograd on."""
+        if self.pass_batch is not None:
+            _check_batch_size(self.pass_batch)
+            return self.pass_batch
+        if torch.device(device).type != "cpu" or torch.is_grad_enabled():
+            return None
+        return max(1, CPU_PASS_BYTES // (4 * self.generator.synthesis.largest_feature_map()))
 
     def expand_layer_codes(self, layer_codes: Mapping[str, torch.Tensor]) -> Residuals:
         """Δθ (factored, as :meth:`invert` returns it) from per-layer codes ``{target name: [B, hidden_dim]}``
@@ -570,8 +595,10 @@ class HyperInverter(PretrainedMixin, nn.Module):
                 self.check_images(batch)
             for start in range(0, batch.shape[0], batch_size):
                 chunk = batch[start:start + batch_size]
+                x = chunk if chunk.dtype == torch.float32 else chunk.float()
                 with torch.inference_mode():  # not around the yield: the caller's code runs outside it
-                    result = self(chunk if chunk.dtype == torch.float32 else chunk.float()).detach()
+                    step = self.pass_size(x.device) or len(x)
+                    result = InversionResult.cat([self(x[i:i + step]).detach() for i in range(0, len(x), step)])
                 yield result
 
     # -------------------------------------------------------------------------------- edit, interpolate

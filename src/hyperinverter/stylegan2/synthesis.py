@@ -259,6 +259,10 @@ class SynthesisNetwork(nn.Module):
     def blocks(self) -> list[SynthesisBlock]:
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
 
+    def largest_feature_map(self) -> int:
+        """Elements of the largest feature map one sample goes through (channels x resolution²)."""
+        return max(b.out_channels * b.resolution**2 for b in self.blocks())
+
     def check_deltas(self, deltas: Mapping[str, torch.Tensor], batch: int) -> None:
         """Raise a ``ValueError`` naming the first delta whose name or shape is wrong."""
         params = dict(self.named_parameters())

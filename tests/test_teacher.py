@@ -225,30 +225,27 @@ def test_attribute_readout_recovers_linear_attributes():
     assert torch.allclose(diff, (attrs[1, :3] - attrs[0, :3]) / attrs[:, :3].std(0), atol=1e-3)
 
 
-def test_w_encoder_attribute_weighted_code_loss(pairs, tmp_path):
-    root, _ = pairs
+def _w_encoder_options(root, tmp_path) -> list:
+    """A tiny generator saved under tmp_path, and the options of a 30-step w-encoder run on pairs ``root``
+    told the true codes."""
     torch.manual_seed(0)
     G = Generator(**TINY_G)
     G.compute_w_avg(500)
     G.save_pretrained(tmp_path / "generator")
-    _train("w-encoder", _run_cfg(tmp_path / "w", 30) + [
-        f"data.train={root}", f"generator={tmp_path / 'generator'}", "encoder_input_size=32", "data.hflip=false",
-        "lr=0.003", "w_loss=1", "w_attr_loss=1", "losses.l2=0", "losses.lpips=0",
-        f"encoder={{backbone: {TINY_BACKBONE}}}".replace("'", "")])
+    return _run_cfg(tmp_path / "w", 30) + [f"data.train={root}", f"generator={tmp_path / 'generator'}",
+                                           "encoder_input_size=32", "data.hflip=false", "lr=0.003", "w_loss=1",
+                                           f"encoder={{backbone: {TINY_BACKBONE}}}".replace("'", "")]
+
+
+def test_w_encoder_attribute_weighted_code_loss(pairs, tmp_path):
+    _train("w-encoder", _w_encoder_options(pairs[0], tmp_path) + ["w_attr_loss=1", "losses.l2=0", "losses.lpips=0"])
     lines = (tmp_path / "w" / "log.txt").read_text().splitlines()
     attr_err = [float(line.split(" w_attr=")[1].split()[0]) for line in lines]
     assert len(attr_err) == len(lines) and np.mean(attr_err[-5:]) < 0.8 * np.mean(attr_err[:5])
 
 
 def test_w_encoder_learns_true_codes(pairs, tmp_path):
-    root, _ = pairs
-    torch.manual_seed(0)
-    G = Generator(**TINY_G)
-    G.compute_w_avg(500)
-    G.save_pretrained(tmp_path / "generator")
-    base = _run_cfg(tmp_path / "w", 30) + [f"data.train={root}", f"generator={tmp_path / 'generator'}",
-                                           "encoder_input_size=32", "data.hflip=false", "lr=0.003", "w_loss=1",
-                                           f"encoder={{backbone: {TINY_BACKBONE}}}".replace("'", "")]
+    base = _w_encoder_options(pairs[0], tmp_path)
     _train("w-encoder", base + ["losses.l2=0", "losses.lpips=0"])  # codes only: no synthesis
     lines = (tmp_path / "w" / "log.txt").read_text().splitlines()
     w_err = [float(line.split(" w=")[1].split()[0]) for line in lines]

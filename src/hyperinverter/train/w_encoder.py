@@ -8,7 +8,7 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from ..data.pairs import LatentPairsDataset
+from ..data.pairs import LatentPairsDataset, read_pair_labels
 from ..encoders import WEncoder, WEncoderConfig
 from ..stylegan2.formats import load_generator
 from .config import WEncoderTrainConfig
@@ -82,31 +82,32 @@ class WEncoderTrainer(Trainer):
             return super().make_dataset()
         if self.config.data.hflip:
             raise TrainingError("w_loss > 0 needs data.hflip=false: a flipped image is not the picture of its z")
-        ds = LatentPairsDataset(self.config.data.train, self.resolution, check=self.config.data.check,
-                                with_attributes=self.config.w_attr_loss > 0)
+        ds = LatentPairsDataset(self.config.data.train, self.resolution, check=self.config.data.check)
         if ds.z_dim != self.G.z_dim:  # the portrait is a function of the whole (normalised) z
             raise TrainingError(f"{self.config.data.train}: latents have {ds.z_dim} entries, the generator's z_dim "
                                 f"is {self.G.z_dim}")
-        if ds.attributes is not None:
-            self.readout = self.fit_attribute_readout(ds.latents, ds.attributes)
+        if self.config.w_attr_loss > 0:  # the labels serve the read-out only: the batches stay (image, z)
+            attrs = torch.from_numpy(read_pair_labels(self.config.data.train, ds.images.paths))
+            self.readout = self.fit_attribute_readout(ds.latents, attrs)
         return ds
 
     @torch.no_grad()
     def fit_attribute_readout(self, z: torch.Tensor, attrs: torch.Tensor, rows: int = 8192) -> torch.Tensor:
-        """:func:`attribute_readout` of the codes ``mapping(z)`` of the first ``rows`` pairs (deterministic, so
-        every process fits the same one)."""
+        """:func:`attribute_readout` of the codes ``mapping(z)`` of the first ``rows`` pairs, once when the run
+        starts. The least squares runs on the CPU in float64 (small, and the same in every process), so the
+        logged R^2 needs no device sync; the read-out is then moved to the device."""
         z = z[:rows].to(self.device)
-        w = torch.cat([self.G.mapping(part)[:, 0] for part in z.split(1024)])
-        readout, r2 = attribute_readout(w, attrs[:rows].to(self.device))
+        w = torch.cat([self.G.mapping(part)[:, 0] for part in z.split(1024)]).cpu()
+        readout, r2 = attribute_readout(w, attrs[:rows])
         log.info("attribute read-out from W: %d attributes, median R^2 %.3f on %d codes", len(r2),
-                 r2.median().item(), len(w))
-        return readout
+                 float(r2.median()), len(w))
+        return readout.to(self.device)
 
     def train_step(self, batch) -> dict[str, torch.Tensor]:
         self.opt.zero_grad(set_to_none=True)
         logs: dict[str, torch.Tensor] = {}
-        if isinstance(batch, (tuple, list)):  # (images, z[, attributes]): the true codes are known
-            images, z = batch[0], batch[1]
+        if isinstance(batch, tuple):  # (images, z): the true codes are known
+            images, z = batch
             with torch.no_grad():
                 w_true = self.G.mapping(z)[:, 0]
         else:
@@ -125,11 +126,12 @@ class WEncoderTrainer(Trainer):
                         loss = w.new_zeros([], dtype=torch.float32)
                     if w_true is not None:
                         # Mean squared error per w entry: w_dim-independent, comparable to the image terms.
-                        w_err = (w.float() - w_true.chunk(n)[i]).square().mean()
+                        code_err = w.float() - w_true.chunk(n)[i]  # [B, w_dim]
+                        w_err = code_err.square().mean()
                         loss = loss + self.config.w_loss * w_err
                         parts["w"] = w_err.detach()
                         if self.config.w_attr_loss > 0:
-                            attr_err = ((w.float() - w_true.chunk(n)[i]) @ self.readout).square().mean()
+                            attr_err = (code_err @ self.readout).square().mean()
                             loss = loss + self.config.w_attr_loss * attr_err
                             parts["w_attr"] = attr_err.detach()
                         parts["loss"] = loss.detach()

@@ -237,6 +237,40 @@ def test_hypernet_training_lowers_the_loss(folder, generator_dir, tmp_path):
                                    f"init={tmp_path / 'h' / 'model'}"])
 
 
+def test_hypernet_attribute_loss_and_learning_rate_schedule(folder, generator_dir, tmp_path):
+    """losses.attr: the distance of an attribute regressor's outputs trains the hypernetworks on its own (with the
+    pixel terms off it falls); lr_schedule sets the rate from each listed step on."""
+    from hyperinverter.evaluation.attributes import AttributeRegressor
+    from hyperinverter.train.recon import attribute_distance
+
+    torch.manual_seed(0)
+    reg = AttributeRegressor(attributes=["smile", "yaw", "glasses"], input_size=16, widths=[8, 8])
+    reg.save_pretrained(tmp_path / "attr")
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    y = x.clone().requires_grad_(True)
+    assert attribute_distance(reg, y, x).item() == 0
+    moved = attribute_distance(reg, x.flip(0).requires_grad_(True), x)
+    assert moved.item() > 0
+    _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "w", 2))
+    overrides = _run_cfg(tmp_path / "h", 30) + [
+        f"data.train={folder}", f"generator={generator_dir}", f"w_encoder={tmp_path / 'w' / 'w_encoder'}",
+        "encoder_input_size=64", f"layer_encoder={{backbone: {TINY_BACKBONE}}}".replace("'", ""), "hidden_dim=4",
+        "losses.lpips=0", "losses.l2=0", "losses.attr=1", f"losses.attr_path={tmp_path / 'attr'}", "lr=0.002",
+        "lr_schedule=[[20, 0.001], [25, 0.0005]]"]
+    trainer, _ = _train("hypernet", overrides)
+    assert trainer.opt.param_groups[0]["lr"] == 0.0005
+    log = (tmp_path / "h" / "log.txt").read_text().splitlines()
+    attr = [float(line.split(" attr=")[1].split()[0]) for line in log if " attr=" in line]
+    assert len(attr) == 30 and np.mean(attr[-10:]) < 0.7 * np.mean(attr[:10]), attr
+    with pytest.raises(CheckpointError, match="attr loss"):
+        _train("hypernet", [o for o in overrides if not o.startswith("losses.attr_path")]
+               + [f"losses.attr_path={tmp_path / 'missing'}", f"run.out_dir={tmp_path / 'h2'}"])
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        load_train_config("hypernet", None, overrides + ["lr_schedule=[[5, 0.1], [2, 0.1]]"])
+    with pytest.raises(ConfigError, match="losses.attr"):
+        load_train_config("hypernet", None, overrides + ["losses.attr=-1"])
+
+
 # ------------------------------------------------------------------------------------- resume and stops
 def test_resume_is_exact(folder, generator_dir, tmp_path):
     straight, _ = _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "a", 8))

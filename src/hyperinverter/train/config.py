@@ -72,6 +72,10 @@ class LossConfig:
     r1_gamma: float = 10.0  # R1 weight of the discriminator.
     r1_every: int = 16  # Lazy R1 interval.
     loss_resolution: int = 256  # Images are average-pooled to at most this before the losses (official: 256).
+    attr: float = 0.0  # Mean squared difference of an attribute regressor's outputs on the output and the target
+    #                    (evaluation.attributes, on its common [0, 1] scale): keeps expression, pose and glasses,
+    #                    which are few pixels of the squared error. A perceptual term that needs no download.
+    attr_path: Optional[str] = None  # Its folder (`hyperinverter train-attributes` output).
 
 
 @dataclass
@@ -169,6 +173,7 @@ class HypernetTrainConfig:
     best_excludes_after_adv: int = 0  # Steps after the adversarial switch not considered for the best model.
     init: Optional[str] = None  # A HyperInverter model folder (same architecture) whose E2 and hypernetworks to
     #                             start from, e.g. the model of an earlier generator of the domain.
+    lr_schedule: list = field(default_factory=list)  # [[step, lr], ...]: lr from each step on (piecewise).
 
 
 TRAIN_CONFIGS = {"gan": GanTrainConfig, "gan-teacher": GanTeacherTrainConfig, "w-encoder": WEncoderTrainConfig,
@@ -318,7 +323,7 @@ def validate(config: Any) -> None:
     if losses is not None:
         if losses.lpips_net not in ("alex", "vgg"):
             problems.append(f"losses.lpips_net must be alex or vgg, got {losses.lpips_net!r}")
-        for name in ("l2", "l1", "grad", "lpips", "id", "moco", "w_reg", "adv", "r1_gamma"):
+        for name in ("l2", "l1", "grad", "lpips", "id", "moco", "w_reg", "adv", "r1_gamma", "attr"):
             if getattr(losses, name) < 0:
                 problems.append(f"losses.{name} must be >= 0")
         if losses.lpips > 0 and losses.lpips_backbone_path and not losses.lpips_head_path:
@@ -347,14 +352,30 @@ def validate(config: Any) -> None:
                 problems.append(f"{name} must be >= 0")
         if config.data.hflip:
             problems.append("data.hflip must be false for gan-teacher: a flipped image is not the picture of its z")
-        sched = config.g_lr_schedule
-        if not all(isinstance(e, (list, tuple)) and len(e) == 2 and isinstance(e[0], int) and e[0] >= 0
-                   and isinstance(e[1], (int, float)) and e[1] > 0 for e in sched) \
-                or [e[0] for e in sched] != sorted({e[0] for e in sched}):
-            problems.append(f"g_lr_schedule must be [[step, lr], ...] with increasing steps and positive rates, "
-                            f"got {sched!r}")
+        problems += _schedule_problems("g_lr_schedule", config.g_lr_schedule)
+    if isinstance(config, HypernetTrainConfig):
+        problems += _schedule_problems("lr_schedule", config.lr_schedule)
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+
+
+def _schedule_problems(name: str, sched: list) -> list[str]:
+    """What is wrong with a ``[[step, lr], ...]`` schedule (nothing: [])."""
+    if not isinstance(sched, list) or not all(
+            isinstance(e, (list, tuple)) and len(e) == 2 and isinstance(e[0], int) and e[0] >= 0
+            and isinstance(e[1], (int, float)) and e[1] > 0 for e in sched) \
+            or [e[0] for e in sched] != sorted({e[0] for e in sched}):
+        return [f"{name} must be [[step, lr], ...] with increasing steps and positive rates, got {sched!r}"]
+    return []
+
+
+def scheduled_lr(base: float, schedule: list, step: int) -> float:
+    """The rate at ``step`` of a piecewise-constant ``[[step, lr], ...]`` schedule (``base`` before its first step)."""
+    lr = float(base)
+    for start, value in schedule:
+        if step >= start:
+            lr = float(value)
+    return lr
 
 
 def to_yaml(config: Any, kind: str) -> str:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ..data.pairs import LatentPairsDataset
 from ..losses import gradient_loss, l1_loss
-from .config import GanTeacherTrainConfig
+from .config import GanTeacherTrainConfig, scheduled_lr
 from .gan import GanTrainer
 from .trainer import TrainingError, log
 
@@ -143,10 +143,7 @@ class GanTeacherTrainer(GanTrainer):
                      float(loss.detach()))  # one host sync, once per run
 
     def on_step_start(self) -> None:
-        lr = self.config.g_lr
-        for step, value in self.config.g_lr_schedule:
-            if self.step >= step:
-                lr = float(value)
+        lr = scheduled_lr(self.config.g_lr, self.config.g_lr_schedule, self.step)
         for group in self.g_opt.param_groups:
             group["lr"] = lr
 

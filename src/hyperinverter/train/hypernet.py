@@ -12,7 +12,7 @@ from ..encoders import WEncoder
 from ..inverter import HyperInverter
 from ..losses import r1_penalty
 from ..stylegan2.formats import load_discriminator, load_generator
-from .config import HypernetTrainConfig
+from .config import HypernetTrainConfig, scheduled_lr
 from .recon import ReconstructionLoss
 from .trainer import Trainer, TrainingError
 
@@ -103,6 +103,9 @@ class HypernetTrainer(Trainer):
         return self.run_cfg.batch_size
 
     def on_step_start(self) -> None:
+        lr = scheduled_lr(self.config.lr, self.config.lr_schedule, self.step)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
         if self.adversarial_on and self.config.batch_size_with_adv:
             self.set_batch_size(self.config.batch_size_with_adv)
 

@@ -1,4 +1,5 @@
-"""The reconstruction objective of both inversion phases: L2, L1, edges, LPIPS, identity or MoCo, each optional."""
+"""The reconstruction objective of both inversion phases: L2, L1, edges, LPIPS, identity, MoCo or attributes, each
+optional."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ class ReconstructionLoss(nn.Module):
         self.id = optional_loss("id", cfg.id_path, IDLoss) if cfg.id > 0 else None
         # official=True: the e4e/HyperInverter preprocessing (nearest resize to 224 of the [-1, 1] image).
         self.moco = optional_loss("moco", cfg.moco_path, lambda p: MocoLoss(p, official=True)) if cfg.moco > 0 else None
-        for net in (self.lpips, self.id, self.moco):
+        self.attr = optional_loss("attr", cfg.attr_path, _attribute_regressor) if cfg.attr > 0 else None
+        for net in (self.lpips, self.id, self.moco, self.attr):
             if net is not None:
                 net.eval().requires_grad_(False)
 
@@ -42,7 +44,7 @@ class ReconstructionLoss(nn.Module):
         """Whether any image term is on (with none, a trainer need not synthesise images at all)."""
         c = self.cfg
         return (c.l2 > 0 or c.l1 > 0 or c.grad > 0 or self.lpips is not None or self.id is not None
-                or self.moco is not None)
+                or self.moco is not None or self.attr is not None)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         size = self.cfg.loss_resolution
@@ -76,5 +78,25 @@ class ReconstructionLoss(nn.Module):
             mo = self.moco(out, tgt)
             total = total + self.cfg.moco * mo
             logs["moco"] = mo.detach()
+        if self.attr is not None:
+            at = attribute_distance(self.attr, out, tgt)
+            total = total + self.cfg.attr * at
+            logs["attr"] = at.detach()
         logs["loss"] = total.detach()
         return total, logs
+
+
+def _attribute_regressor(path: str) -> nn.Module:
+    from ..evaluation.attributes import AttributeRegressor
+
+    return AttributeRegressor.from_pretrained(path)
+
+
+def attribute_distance(regressor: nn.Module, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of ``regressor.predict_normalized`` on ``output`` and ``target`` ``[B, 3, H, W]``:
+    every attribute on the regressor's common [0, 1] scale (binary ones as probabilities), so a smile, a yaw and
+    glasses weigh alike. Gradients flow to ``output`` only."""
+    assert output.shape == target.shape and output.ndim == 4, (output.shape, target.shape)
+    with torch.no_grad():
+        want = regressor.predict_normalized(target)
+    return F.mse_loss(regressor.predict_normalized(output), want)

@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hyperinverter.utils.outputs import write_text_atomic
+
 #: The tests' tiny networks (tests/test_train.py: TINY_G, TINY_BACKBONE).
 TINY_G = {"img_resolution": 16, "z_dim": 16, "w_dim": 16, "channel_base": 128, "channel_max": 16,
           "mapping_layers": 2}
@@ -125,8 +127,9 @@ def main(argv=None) -> int:
         print(f"{r['processes']:>9} {r['threads_per_process']:>7} {1000 * r['step_s']:>8.1f} "
               f"{r['ratio_vs_first']:>6.2f} {args.batch / r['step_s']:>7.1f}  {windows}")
     if args.json:
-        args.json.write_text(json.dumps({"batch": args.batch, "steps": args.steps, "window": args.window,
-                                         "cores": cores, "torch": torch.__version__, "results": results}, indent=2))
+        write_text_atomic(args.json, json.dumps({"batch": args.batch, "steps": args.steps, "window": args.window,
+                                                 "cores": cores, "torch": torch.__version__, "results": results},
+                                                indent=2) + "\n")
     return 0
 
 

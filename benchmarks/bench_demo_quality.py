@@ -46,6 +46,7 @@ from hyperinverter.evaluation.editability import EditabilityConfig, EditabilityM
 from hyperinverter.metrics.fid import kid_from_features
 from hyperinverter.portraits import FRAMINGS
 from hyperinverter.pretrained import DEFAULT_MODEL, resolve
+from hyperinverter.utils.outputs import write_text_atomic
 
 REQUIRED_DIRECTIONS = ("smile", "yaw", "tilt", "glasses", "hair_lightness", "skin_tone")
 BARS = {
@@ -263,7 +264,7 @@ def main(argv=None) -> int:
         columns = ["input", "HyperInv."] + [f"{n[:7]}{s}" for n in order for s in ("-", "+")]
         rows = [[x[i], result.image[i]] + [edit_rows[n][k][i] for n in order for k in (0, 1)] for i in range(6)]
         labelled_grid(rows, columns).save(args.out / "edits.png")
-        (args.out / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_text_atomic(args.out / "quality.json", json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.out}/samples.png, inversions.png, edits.png, quality.json")
     return 0 if not failed else 1
 

@@ -15,6 +15,7 @@ import json
 from hyperinverter import HyperInverter
 from hyperinverter.evaluation import build_method, measure_runtime
 from hyperinverter.utils.image_io import iter_image_paths, load_images
+from hyperinverter.utils.outputs import write_text_atomic
 
 
 def main(argv=None) -> int:
@@ -36,8 +37,7 @@ def main(argv=None) -> int:
         for name, r in out.items():
             print(f"{name}: {r['seconds_per_image_batch8'] / base:.0f}x HyperInverter's time")
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(out, f, indent=2)
+        write_text_atomic(args.out, json.dumps(out, indent=2) + "\n")
     return 0
 
 

@@ -73,6 +73,7 @@ import torch.nn.functional as F
 
 from hyperinverter import HyperInverter, config_f
 from hyperinverter.encoders import official_church_encoders, official_face_encoders
+from hyperinverter.utils.outputs import write_text_atomic
 
 try:  # python -m benchmarks.bench_inversion
     from ._timing import (PeakMemory, device_info, int_list, log, markdown, parse_domains, resolve_devices, time_calls,
@@ -422,8 +423,7 @@ def write_json(path: str, args: argparse.Namespace, devices: dict, models: list[
     payload = {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
                "args": vars(args), "load_average": load, "devices": devices, "stages": STAGES, "models": models,
                "results": [asdict(r) for r in results], "breakdowns": [asdict(b) for b in breakdowns]}
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=2, default=str)
+    write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 # ----------------------------------------------------------------------------- command line

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from hyperinverter.utils.outputs import write_text_atomic
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -87,8 +89,8 @@ def main(argv=None) -> int:
         print(f"| {r['method']} | {r['steps']} | {r['mse']:.5f} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
               f"{r['seconds_per_image']:.3f} | {edit} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": str(args.model), "count": len(files), "rows": rows},
-                                              indent=2))
+        write_text_atomic(args.json, json.dumps({"model": str(args.model), "count": len(files), "rows": rows},
+                                                indent=2) + "\n")
     return 0
 
 

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from hyperinverter import Generator
+from hyperinverter.utils.outputs import write_text_atomic
 
 try:  # python -m benchmarks.bench_synthesis
     from ._timing import (PeakMemory, device_info, int_list, log, markdown, resolve_devices, time_calls,
@@ -219,8 +220,7 @@ def report(devices: dict[str, dict], results: list[Result]) -> str:
 def write_json(path: str, args: argparse.Namespace, devices: dict[str, dict], results: list[Result]) -> None:
     payload = {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
                "args": vars(args), "modes": MODES, "devices": devices, "results": [asdict(r) for r in results]}
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=2)
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
 # ----------------------------------------------------------------------------- command line

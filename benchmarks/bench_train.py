@@ -78,6 +78,7 @@ from hyperinverter import HyperInverter, config_f
 from hyperinverter.encoders import official_church_encoders, official_face_encoders
 from hyperinverter.train.config import LossConfig
 from hyperinverter.train.recon import ReconstructionLoss
+from hyperinverter.utils.outputs import write_text_atomic
 
 try:  # python -m benchmarks.bench_train
     from ._timing import (PeakMemory, device_info, int_list, log, markdown, parse_domains, resolve_devices, synchronize,
@@ -425,8 +426,7 @@ def write_json(path: str, args: argparse.Namespace, devices: dict, models: list[
                "args": vars(args), "load_average": load, "devices": devices, "lr": LR,
                "loss": "ReconstructionLoss(LossConfig(l2=1.0, lpips=0.0))", "models": models,
                "results": [asdict(r) for r in results]}
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=2, default=str)
+    write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 # ----------------------------------------------------------------------------- command line

@@ -53,6 +53,7 @@ import torch
 from hyperinverter.editing import load_direction_file
 from hyperinverter.inverter import HyperInverter
 from hyperinverter.pretrained import resolve
+from hyperinverter.utils.outputs import write_text_atomic
 from hyperinverter.video import (
     FaceVideoEditor,
     FixedCrop,
@@ -158,7 +159,7 @@ def main(argv=None) -> int:
     results["load_after"] = os.getloadavg()
     print(f"load average after: {results['load_after'][0]:.2f}")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        write_text_atomic(args.json, json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from hyperinverter import HyperInverter, config_f
 from hyperinverter.encoders import official_church_encoders, official_face_encoders, tiny_encoders
 from hyperinverter.precision import default_precision
+from hyperinverter.utils.outputs import write_text_atomic
 
 try:  # python -m benchmarks.bench_vs_baseline
     from ._timing import PeakMemory, count_flops, device_info, int_list, log, markdown, synchronize, tune_cpu_allocator
@@ -321,10 +322,10 @@ def main() -> None:
           + ", ".join(f"{d}/{k}: {v:.0f}" for (d, k), v in conv_rates.items()))
     print(table(rows, conv_rates))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"devices": info, "torch": torch.__version__, "conv_gflops": {f"{d}/{k}": v for (d, k), v
-                                                                                    in conv_rates.items()},
-                       "rows": [asdict(r) for r in rows]}, fh, indent=2)
+        write_text_atomic(args.json, json.dumps({
+            "devices": info, "torch": torch.__version__,
+            "conv_gflops": {f"{d}/{k}": v for (d, k), v in conv_rates.items()},
+            "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

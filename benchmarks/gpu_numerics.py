@@ -19,6 +19,8 @@ import sys
 
 import torch
 
+from hyperinverter.utils.outputs import write_text_atomic
+
 try:
     from .bench_vs_baseline import build_model
 except ImportError:
@@ -75,8 +77,8 @@ def main() -> int:
     print("numerics:", "PASS" if ok else "FAIL", f"(fp32 TF32-off <= {args.rel_tol:g} relative, bf16/fp16 PSNR >= "
           f"{args.min_psnr:g} dB)")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"ok": ok, "rows": results, "gpu": torch.cuda.get_device_name()}, fh, indent=2)
+        write_text_atomic(args.json, json.dumps({"ok": ok, "rows": results, "gpu": torch.cuda.get_device_name()},
+                                                indent=2) + "\n")
     return 0 if ok else 1
 
 

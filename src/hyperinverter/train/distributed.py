@@ -9,28 +9,17 @@ import torch
 import torch.distributed as dist
 
 from ..devices import choose_device
-from ..utils.distributed import torchrun_ranks
+from ..utils.distributed import Ranks, torchrun_ranks
 
 
 @dataclass
-class DistEnv:
-    """This process's place in the job."""
+class DistEnv(Ranks):
+    """This process's place in a training job and its device."""
 
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
     device: torch.device = torch.device("cpu")
     # The process group of host-side flags (stop requests): a gloo group beside NCCL, so that agreeing on a
     # flag never waits for the GPU; None = the default group (already gloo in a CPU job).
     cpu_group: Optional[Any] = None
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
 
 
 def setup(device: str = "auto") -> DistEnv:

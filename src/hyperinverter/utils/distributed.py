@@ -29,13 +29,13 @@ TIMEOUT = timedelta(minutes=60)
 
 
 @dataclass
-class Group:
-    """This process's place among the processes of one command (``world_size`` 1 without torchrun)."""
+class Ranks:
+    """This process's place among the processes of a job (``world_size`` 1 without torchrun); the base of the
+    inference commands' :class:`Group` and the trainers' ``train.distributed.DistEnv``."""
 
     rank: int = 0  # Global rank (0 .. world_size - 1).
     world_size: int = 1  # Processes of the job, over all nodes.
     local_rank: int = 0  # Rank on this node (picks the GPU).
-    owns_process_group: bool = False  # Whether close() destroys the torch process group.
 
     @property
     def is_main(self) -> bool:
@@ -45,6 +45,13 @@ class Group:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
+
+
+@dataclass
+class Group(Ranks):
+    """The processes of one inference command, with the collectives the commands use."""
+
+    owns_process_group: bool = False  # Whether close() destroys the torch process group.
 
     # ------------------------------------------------------------------------------------------ device
     def device(self, name: str):

@@ -70,6 +70,12 @@ if has w; then
     run.max_minutes="${W_MINUTES:-0}" ${W_ARGS:-}
 fi
 if has hyper; then
+  if [ "$DEMO" = faces64 ] && [ ! -f runs/attributes_loss64/model.safetensors ]; then
+    # the attribute regressor of the hypernetworks' attr loss (preset hypernet_faces64): trained on the training
+    # pairs with its own seed and widths, so the benchmark's regressor (runs/attributes_pa64) stays independent
+    $HI train-attributes --data $SWEEP_PAIRS --count 20000 --widths 32,48,96,128 --steps 2500 --seed 1 --quiet \
+      -o runs/attributes_loss64
+  fi
   $HI train hypernet -c $HYPER $(resume runs/$HYPER) run.steps="$HYPER_STEPS" \
     run.max_minutes="${HYPER_MINUTES:-0}" ${HYPER_ARGS:-}
 fi

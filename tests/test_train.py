@@ -251,6 +251,9 @@ def test_hypernet_attribute_loss_and_learning_rate_schedule(folder, generator_di
     assert attribute_distance(reg, y, x).item() == 0
     moved = attribute_distance(reg, x.flip(0).requires_grad_(True), x)
     assert moved.item() > 0
+    # a subset compares only those outputs: the mean over the chosen columns
+    per = (reg.predict_normalized(x.flip(0)) - reg.predict_normalized(x)).detach() ** 2
+    torch.testing.assert_close(attribute_distance(reg, x.flip(0), x, [0, 2]), per[:, [0, 2]].mean())
     _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "w", 2))
     overrides = _run_cfg(tmp_path / "h", 30) + [
         f"data.train={folder}", f"generator={generator_dir}", f"w_encoder={tmp_path / 'w' / 'w_encoder'}",
@@ -265,6 +268,14 @@ def test_hypernet_attribute_loss_and_learning_rate_schedule(folder, generator_di
     with pytest.raises(CheckpointError, match="attr loss"):
         _train("hypernet", [o for o in overrides if not o.startswith("losses.attr_path")]
                + [f"losses.attr_path={tmp_path / 'missing'}", f"run.out_dir={tmp_path / 'h2'}"])
+    with pytest.raises(CheckpointError, match=r"does not predict \['hair_lightness'\]"):
+        _train("hypernet", overrides + ["losses.attr_attributes=[smile, hair_lightness]",
+                                        f"run.out_dir={tmp_path / 'h3'}"])
+    subset, _ = _train("hypernet", overrides + ["losses.attr_attributes=[smile, yaw]", f"run.out_dir={tmp_path / 'h4'}",
+                                                "run.steps=1"])
+    assert subset.loss.attr_columns == [0, 1]
+    with pytest.raises(ConfigError, match="attr_attributes"):
+        load_train_config("hypernet", None, overrides + ["losses.attr_attributes=[]"])
     with pytest.raises(ConfigError, match="lr_schedule"):
         load_train_config("hypernet", None, overrides + ["lr_schedule=[[5, 0.1], [2, 0.1]]"])
     with pytest.raises(ConfigError, match="losses.attr"):

@@ -76,6 +76,8 @@ class LossConfig:
     #                    (evaluation.attributes, on its common [0, 1] scale): keeps expression, pose and glasses,
     #                    which are few pixels of the squared error. A perceptual term that needs no download.
     attr_path: Optional[str] = None  # Its folder (`hyperinverter train-attributes` output).
+    attr_attributes: Optional[list] = None  # The regressor's attributes the term compares (None = all it predicts);
+    #                                         leave out one whose edits the residuals should not resist.
 
 
 @dataclass
@@ -331,6 +333,11 @@ def validate(config: Any) -> None:
                             "(the backbone and the v0.1 linear heads)")
         if losses.r1_every < 1:
             problems.append("losses.r1_every must be >= 1")
+        names = losses.attr_attributes
+        if names is not None and (not isinstance(names, list) or not names
+                                  or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names)):
+            problems.append(f"losses.attr_attributes must be a non-empty list of distinct attribute names, got "
+                            f"{names!r}")
     if isinstance(config, (WEncoderTrainConfig, HypernetTrainConfig)) and not config.generator:
         problems.append("generator is required (a generator file or folder)")
     if isinstance(config, HypernetTrainConfig):

@@ -4,11 +4,13 @@ optional."""
 from __future__ import annotations
 
 import logging
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import CheckpointError
 from ..losses.pixel import gradient_loss, l1_loss
 from .config import LossConfig
 
@@ -35,6 +37,13 @@ class ReconstructionLoss(nn.Module):
         # official=True: the e4e/HyperInverter preprocessing (nearest resize to 224 of the [-1, 1] image).
         self.moco = optional_loss("moco", cfg.moco_path, lambda p: MocoLoss(p, official=True)) if cfg.moco > 0 else None
         self.attr = optional_loss("attr", cfg.attr_path, _attribute_regressor) if cfg.attr > 0 else None
+        self.attr_columns = None  # indices of losses.attr_attributes in the regressor's outputs (None = all)
+        if self.attr is not None and cfg.attr_attributes is not None:
+            unknown = [n for n in cfg.attr_attributes if n not in self.attr.attributes]
+            if unknown:
+                raise CheckpointError(f"{cfg.attr_path}: the attribute regressor does not predict {unknown} "
+                                      f"(losses.attr_attributes; it predicts {self.attr.attributes})")
+            self.attr_columns = [self.attr.attributes.index(n) for n in cfg.attr_attributes]
         for net in (self.lpips, self.id, self.moco, self.attr):
             if net is not None:
                 net.eval().requires_grad_(False)
@@ -79,7 +88,7 @@ class ReconstructionLoss(nn.Module):
             total = total + self.cfg.moco * mo
             logs["moco"] = mo.detach()
         if self.attr is not None:
-            at = attribute_distance(self.attr, out, tgt)
+            at = attribute_distance(self.attr, out, tgt, self.attr_columns)
             total = total + self.cfg.attr * at
             logs["attr"] = at.detach()
         logs["loss"] = total.detach()
@@ -92,11 +101,15 @@ def _attribute_regressor(path: str) -> nn.Module:
     return AttributeRegressor.from_pretrained(path)
 
 
-def attribute_distance(regressor: nn.Module, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def attribute_distance(regressor: nn.Module, output: torch.Tensor, target: torch.Tensor,
+                       columns: Optional[Sequence[int]] = None) -> torch.Tensor:
     """Mean squared difference of ``regressor.predict_normalized`` on ``output`` and ``target`` ``[B, 3, H, W]``:
     every attribute on the regressor's common [0, 1] scale (binary ones as probabilities), so a smile, a yaw and
-    glasses weigh alike. Gradients flow to ``output`` only."""
+    glasses weigh alike; ``columns``: only those outputs. Gradients flow to ``output`` only."""
     assert output.shape == target.shape and output.ndim == 4, (output.shape, target.shape)
     with torch.no_grad():
         want = regressor.predict_normalized(target)
-    return F.mse_loss(regressor.predict_normalized(output), want)
+    got = regressor.predict_normalized(output)
+    if columns is not None:
+        got, want = got[:, list(columns)], want[:, list(columns)]
+    return F.mse_loss(got, want)

@@ -111,5 +111,6 @@ def attribute_distance(regressor: nn.Module, output: torch.Tensor, target: torch
         want = regressor.predict_normalized(target)
     got = regressor.predict_normalized(output)
     if columns is not None:
-        got, want = got[:, list(columns)], want[:, list(columns)]
+        columns = list(columns)
+        got, want = got[:, columns], want[:, columns]
     return F.mse_loss(got, want)

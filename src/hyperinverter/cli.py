@@ -372,6 +372,8 @@ def cmd_directions(args: argparse.Namespace) -> int:
 
     if args.action == "fit-portraits":
         return _fit_portrait_directions(args)
+    if args.action == "refine":
+        return _refine_directions(args)
     out = Path(args.output)
 
     def planned(names, inputs=()):  # refuse clobbering before the work (save_direction writes .safetensors + .json)
@@ -463,6 +465,96 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
         print(f"{direction.name}: held-out accuracy {report['holdout_accuracy']:.3f}, default strength "
               f"{direction.strength:.3f} -> {path}")
     return 0
+
+
+def _refine_directions(args: argparse.Namespace) -> int:
+    import torch
+
+    from .devices import choose_device
+    from .editing import (DIRECTION_FILE_SUFFIXES, DirectionError, RefineConfig, load_direction_file, refine_direction,
+                          save_direction)
+    from .evaluation.attributes import AttributeRegressor
+    from .inverter import HyperInverter
+    from .pretrained import resolve
+    from .stylegan2.residuals import LowRankResidual, Residuals, cat_residuals
+    from .utils.outputs import OutputPlan, check_writable
+
+    model_dir = resolve(args.model)
+    start_dir = Path(args.directions) if args.directions else model_dir / "directions"
+    out = Path(args.output)
+    given = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+             "entanglement_weight": args.entanglement_weight, "seed": args.seed}
+    config = RefineConfig(**{k: v for k, v in given.items() if v is not None}).check()
+    names = args.attributes
+    # before any work: the start files are inputs (never written over), the outputs need --overwrite to replace
+    starts = {n: next((start_dir / f"{n}{ext}" for ext in DIRECTION_FILE_SUFFIXES
+                       if (start_dir / f"{n}{ext}").exists()), None) for n in names}
+    missing = [n for n, p in starts.items() if p is None]
+    if missing:
+        raise DirectionError(f"no direction {missing} in {start_dir} (--directions: the directions to start from)")
+    plan = OutputPlan(inputs=[start_dir / f"{n}{ext}" for n in names for ext in (*DIRECTION_FILE_SUFFIXES, ".json")],
+                      overwrite=args.overwrite)
+    for n in names:
+        plan.add_folder_files(out, [f"{n}.safetensors", f"{n}.json"], what=f"--attributes {n}")
+    plan.check()
+    device = choose_device(args.device)
+    model = HyperInverter.from_pretrained(model_dir, device=device).requires_grad_(False)
+    regressor = AttributeRegressor.from_pretrained(args.regressor).to(device).eval().requires_grad_(False)
+    unknown = [n for n in names if n not in regressor.attributes]
+    if unknown:
+        raise ValueError(f"{args.regressor}: the regressor does not predict {unknown} (it predicts "
+                         f"{', '.join(regressor.attributes)})")
+    directions = {n: load_direction_file(starts[n], model.generator.w_dim, model.num_ws) for n in names}
+    images, what = _refine_images(args, model, model_dir)
+    check_writable(out)
+    print(f"inverting {len(images)} {what}")
+    chunk = config.batch_size
+    parts = [model.invert(images[i:i + chunk].to(device), batch_size=chunk) for i in range(0, len(images), chunk)]
+    # inference tensors -> ordinary ones (autograd saves them for the steps' backward passes)
+    ws = torch.cat([p.ws for p in parts]).clone()
+    plain = lambda r: (LowRankResidual(r.h.clone(), r.w2.clone(), r.b2.clone(), r.param_shape)  # noqa: E731
+                       if isinstance(r, LowRankResidual) else r.clone())
+    deltas = Residuals({k: plain(v) for k, v in cat_residuals([p.deltas for p in parts]).raw().items()})
+    render = lambda w, index: model.render(w, deltas.select(index))  # noqa: E731
+    for name in names:
+        direction, report = refine_direction(
+            directions[name], ws, ws[:, 0], render, regressor.predict_normalized,
+            regressor.attributes.index(name), config,
+            progress=lambda step, m: print(f"  {name} step {step}: target change {m['target_change']:.4f}, "
+                                           f"entanglement {m['entanglement']:.4f}", flush=True))
+        summary = {k: v for k, v in report.items() if k != "history"}
+        direction.description.update({"refined": {**summary, "regressor": str(args.regressor),
+                                                  "images": what, "start_file": str(starts[name])}})
+        direction.description["source"] = (direction.description.get("source", "") +
+                                           f"; refined on {len(images)} inversions ({what})").lstrip("; ")
+        path = save_direction(direction, out)
+        a, b = report["start"], report["result"]
+        print(f"{name}: held-out target change {a['target_change']:.4f} -> {b['target_change']:.4f}, entanglement "
+              f"{a['entanglement']:.4f} -> {b['entanglement']:.4f} (step {report['kept_step']}, cosine to the start "
+              f"{report['cosine_to_start']:.3f}, default strength {direction.strength:.3f}) -> {path}")
+    return 0
+
+
+def _refine_images(args: argparse.Namespace, model, model_dir: Path):
+    """The training images of ``directions refine``: ``--images`` or freshly rendered training-split portraits."""
+    import torch
+
+    from .utils.image_io import iter_image_paths, load_images
+
+    if args.images:
+        paths = iter_image_paths(args.images)
+        batch, loaded, errors, _ = load_images(paths, model.resolution, on_error="raise")
+        if batch is None:
+            raise ValueError(f"--images: no image files in {', '.join(map(str, args.images))}")
+        return batch, f"images of {', '.join(map(str, args.images))}"
+    from .domain import portrait_framing
+    from .portraits import render_seed, split_seeds
+    from .utils.image_io import pil_to_tensor
+
+    framing = portrait_framing(model_dir)
+    seeds = list(split_seeds("train", args.count, args.start))
+    batch = torch.stack([pil_to_tensor(render_seed(s, size=model.resolution, framing=framing)[0]) for s in seeds])
+    return batch, f"training-split portraits (seeds {args.start}..{args.start + args.count - 1}, {framing} framing)"
 
 
 def cmd_data_portraits(args: argparse.Namespace) -> int:
@@ -687,6 +779,32 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--conditional", action="store_true",
                    help="make each direction orthogonal to the linear read-outs of every other attribute "
                         "(InterFaceGAN's conditional manipulation): edits that move the others less")
+    q = dsub.add_parser("refine", help="refine directions on inversions of training images: gradient steps through "
+                                       "the generator, residuals kept, that raise an attribute regressor's reading "
+                                       "of the edited attribute and move the others less")
+    q.add_argument("--model", "-m", required=True, help="HyperInverter folder or shipped name")
+    q.add_argument("--regressor", required=True, type=Path,
+                   help="attribute regressor folder ('train-attributes'); use another one to judge the result")
+    q.add_argument("--attributes", nargs="+", required=True, help="the directions to refine (regressor attributes)")
+    q.add_argument("--directions", type=Path, default=None,
+                   help="folder of the directions to start from (default: <model>/directions)")
+    q.add_argument("--output", "-o", type=Path, required=True, help="folder for the refined directions")
+    q.add_argument("--images", nargs="+", type=Path, default=None,
+                   help="training image files or folders (not those you evaluate on); default: render --count "
+                        "training-split portraits in the model's framing (the demo domain)")
+    q.add_argument("--count", type=int, default=512, help="portraits to render without --images")
+    q.add_argument("--start", type=int, default=2000,
+                   help="first training-split seed index of those portraits (default 2000: after the 2000 that "
+                        "'fit-portraits' fits on)")
+    q.add_argument("--steps", type=int, default=None, help="Adam steps per direction (default 300)")
+    q.add_argument("--batch-size", type=int, default=None, help="inversions per step (default 16)")
+    q.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (the direction has norm 1; default 0.003)")
+    q.add_argument("--entanglement-weight", type=float, default=None,
+                   help="lambda of the loss -target change + lambda x entanglement (default 2)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the hold-out split and the batches")
+    q.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+    q.add_argument("--overwrite", action="store_true", help="replace direction files already in --output")
     q = dsub.add_parser("pca", help="GANSpace components of the mapping network's w")
     q.add_argument("--generator", "-g", "--model", "-m", dest="generator", required=True, metavar="MODEL_OR_FILE",
                    help="a model name or folder (its generator) or a generator file or folder")

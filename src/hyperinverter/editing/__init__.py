@@ -1,5 +1,6 @@
 """Latent edit directions: files (InterFaceGAN, GANSpace, our safetensors + JSON) and how to find them
-(InterFaceGAN boundaries, GANSpace PCA of W, SeFa closed-form factorisation).
+(InterFaceGAN boundaries, GANSpace PCA of W, SeFa closed-form factorisation), and how to refine one on
+inversions (gradient steps through the generator with the residuals kept).
 
 Names are imported on first use (PEP 562): ``editing.strength`` (the command line's help text) stays
 torch-free."""
@@ -15,6 +16,7 @@ _EXPORTS = {
     **{name: ".fit" for name in (
         "SefaDirections", "compute_ganspace", "fit_interfacegan", "sefa_directions", "sefa_matrix")},
     **{name: ".labels" for name in ("labelled_codes", "read_labels")},
+    **{name: ".refine" for name in ("RefineConfig", "default_strength", "edit_change", "refine_direction")},
     "STRENGTH_HELP": ".strength",
 }
 

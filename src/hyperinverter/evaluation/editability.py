@@ -29,7 +29,8 @@ from typing import Any, Optional, Protocol, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from ..editing import DIRECTION_FILE_SUFFIXES, Direction, fit_interfacegan, load_direction_file, save_direction
+from ..editing import (DIRECTION_FILE_SUFFIXES, Direction, edit_change, fit_interfacegan, load_direction_file,
+                       save_direction)
 from ..inverter import HyperInverter
 from .base import MethodOutput
 
@@ -213,11 +214,9 @@ class EditabilityMeter:
             edits = [self.model.render(direction.apply(ws, sign * s), deltas or None) for sign in (1.0, -1.0)]
             p_plus, p_minus = predict(edits[0]), predict(edits[1])
             acc = self.per_attr[name]
-            acc["target_change"] += float(((p_plus[:, t] - p_minus[:, t]) / 2).sum())
-            others = [j for j in range(p_rec.shape[1]) if j != t]
-            if others:
-                change = ((p_plus - p_rec).abs() + (p_minus - p_rec).abs())[:, others] / 2  # [B, A-1]
-                acc["entanglement"] += float(change.mean(dim=1).sum())
+            change, moved = edit_change(p_plus, p_minus, p_rec, t)
+            acc["target_change"] += float(change.sum())
+            acc["entanglement"] += float(moved.sum())
             acc["detail_kept"] += float(sum(detail_correlation(inputs, e, self.config.detail_sigma)
                                             for e in edits).sum() / 2)
             if k == 0 and keep:

@@ -290,7 +290,9 @@ def test_from_pretrained_never_initialises_a_parameter_and_reproduces_the_model(
         assert not back[name].is_meta and back[name].dtype == t.dtype and torch.equal(back[name], t), name
         assert back[name].requires_grad == t.requires_grad, name
     x = make_input()
-    assert torch.equal(_run(loaded, x), _run(model, x))
+    # outputs to float rounding, not bit for bit: the file's tensors are views at offsets that are not 64-byte
+    # aligned, and on some CPUs (seen on an AMD EPYC) the vectorised reductions then sum in another order (1 ulp)
+    torch.testing.assert_close(_run(loaded, x), _run(model, x), rtol=1e-5, atol=1e-6)
 
 
 def test_the_shipped_model_loads_exactly_as_a_copy_into_a_built_model():

@@ -43,25 +43,40 @@ def test_refine_raises_the_target_and_lowers_the_rest():
     ws = result.ws.clone()
     deltas = {k: v.clone() for k, v in result.deltas.items()}  # dense, ordinary tensors
     render = lambda w, index: model.render(w, {k: v[index] for k, v in deltas.items()})  # noqa: E731
-    start = Direction("red", torch.randn(model.generator.w_dim, generator=gen), strength=1.0,
-                      description={"source": "random"})
-    cfg = RefineConfig(steps=30, batch_size=6, lr=0.05, entanglement_weight=1.0, eval_every=10, holdout=0.25)
+    vector = torch.randn(model.generator.w_dim, generator=gen)
+    probe = RefineConfig(steps=0, batch_size=6, target_change=1.0)  # a goal given: any start is measured
+    _, rep = refine_direction(Direction("red", vector), ws, ws[:, 0], render, _rgb_means, target=0, config=probe)
+    if rep["start"]["target_change"] < 0:
+        vector = -vector
+        with pytest.raises(ValueError, match="lowers its attribute"):  # without a goal, a start that lowers it
+            refine_direction(Direction("red", -vector), ws, ws[:, 0], render, _rgb_means, target=0,
+                             config=RefineConfig(steps=0, batch_size=6))
+    start = Direction("red", vector, strength=1.0, description={"source": "random"})
+    # 1) the start's own target change kept (no goal given), the entanglement lowered
+    cfg = RefineConfig(steps=30, batch_size=6, lr=0.05, eval_every=10, holdout=0.25)
     refined, report = refine_direction(start, ws, ws[:, 0], render, _rgb_means, target=0, config=cfg)
     a, b = report["start"], report["result"]
-    assert b["loss"] < a["loss"] - 0.01, report["history"]
-    assert b["target_change"] > a["target_change"]
+    assert report["goal"] == pytest.approx(a["target_change"]) and a["loss"] == pytest.approx(a["entanglement"])
+    assert b["entanglement"] < 0.9 * a["entanglement"] and b["target_change"] > 0.9 * a["target_change"], \
+        report["history"]
     assert report["kept_step"] > 0 and report["held_out"] == 6 and report["inversions"] == 24
     assert refined.name == "red" and refined.description == {"source": "random"}
     assert float(refined.vector.norm()) == pytest.approx(1.0, abs=1e-5)
     assert refined.strength == pytest.approx(2 * float((ws[:, 0] @ refined.vector).std()), rel=1e-4)
     assert report["cosine_to_start"] == pytest.approx(float(refined.vector @ start.vector / start.vector.norm()),
                                                       abs=1e-5)
+    # 2) a larger goal: the target change rises towards it
+    goal = min(1.0, 2 * a["target_change"])
+    _, more = refine_direction(start, ws, ws[:, 0], render, _rgb_means, target=0,
+                               config=RefineConfig(**{**vars(cfg), "target_change": goal}))
+    assert more["result"]["target_change"] > 1.2 * a["target_change"], more["history"]
     # the start is kept when no step beats it: zero steps return it, renormalised, with its measurement
     same, rep0 = refine_direction(start, ws, ws[:, 0], render, _rgb_means, target=0,
                                   config=RefineConfig(steps=0, batch_size=6))
     assert rep0["kept_step"] == 0 and torch.allclose(same.vector, start.vector / start.vector.norm())
-    with pytest.raises(ValueError, match="holdout must be in"):
-        RefineConfig(holdout=1.0).check()
+    for bad, message in (({"holdout": 1.0}, "holdout must be in"), ({"target_change": 0.0}, "target_change must")):
+        with pytest.raises(ValueError, match=message):
+            RefineConfig(**bad).check()
     with pytest.raises(ValueError, match="only a \\[w_dim\\] direction"):
         refine_direction(Direction("x", start.vector, layers=(0, 2)), ws, ws[:, 0], render, _rgb_means, 0)
 

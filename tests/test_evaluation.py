@@ -284,6 +284,10 @@ def test_train_attributes_splits_the_rendered_portraits_between_framings(tmp_pat
     calls.clear()
     assert main(args + ["-o", str(tmp_path / "p")]) == 0  # default: the portrait framing
     assert {f for _, f in calls} == {"portrait"}
+    every = args[:args.index("smile")] + ["all"] + args[args.index("smile") + 1:]  # --attributes all
+    assert main(every + ["-o", str(tmp_path / "all")]) == 0
+    from hyperinverter.evaluation.attributes import KNOWN_ATTRIBUTES
+    assert AttributeRegressor.read_config(tmp_path / "all").attributes == list(KNOWN_ATTRIBUTES)
     data = write_portraits(tmp_path / "data", 2, split="val", size=32)
     capsys.readouterr()
     assert main(["train-attributes", "--data", str(data), "--framing", "face", "-o", str(tmp_path / "d")]) == 2

@@ -482,8 +482,8 @@ def _refine_directions(args: argparse.Namespace) -> int:
     model_dir = resolve(args.model)
     start_dir = Path(args.directions) if args.directions else model_dir / "directions"
     out = Path(args.output)
-    given = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-             "entanglement_weight": args.entanglement_weight, "seed": args.seed}
+    given = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "target_change": args.target_change,
+             "seed": args.seed}
     config = RefineConfig(**{k: v for k, v in given.items() if v is not None}).check()
     names = args.attributes
     # before any work: the start files are inputs (never written over), the outputs need --overwrite to replace
@@ -524,12 +524,13 @@ def _refine_directions(args: argparse.Namespace) -> int:
                                            f"entanglement {m['entanglement']:.4f}", flush=True))
         summary = {k: v for k, v in report.items() if k != "history"}
         direction.description.update({"refined": {**summary, "regressor": str(args.regressor),
-                                                  "images": what, "start_file": str(starts[name])}})
+                                                  "images": what, "start_file": starts[name].name}})
         direction.description["source"] = (direction.description.get("source", "") +
                                            f"; refined on {len(images)} inversions ({what})").lstrip("; ")
         path = save_direction(direction, out)
         a, b = report["start"], report["result"]
-        print(f"{name}: held-out target change {a['target_change']:.4f} -> {b['target_change']:.4f}, entanglement "
+        print(f"{name}: held-out target change {a['target_change']:.4f} -> {b['target_change']:.4f} (goal "
+              f"{report['goal']:.4f}), entanglement "
               f"{a['entanglement']:.4f} -> {b['entanglement']:.4f} (step {report['kept_step']}, cosine to the start "
               f"{report['cosine_to_start']:.3f}, default strength {direction.strength:.3f}) -> {path}")
     return 0
@@ -800,8 +801,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch-size", type=int, default=None, help="inversions per step (default 16)")
     q.add_argument("--lr", type=float, default=None,
                    help="Adam learning rate (the direction has norm 1; default 0.003)")
-    q.add_argument("--entanglement-weight", type=float, default=None,
-                   help="lambda of the loss -target change + lambda x entanglement (default 2)")
+    q.add_argument("--target-change", type=float, default=None,
+                   help="the target change to keep or reach, on the regressor's common scale (default: the start "
+                        "direction's own); the steps then lower the entanglement")
     q.add_argument("--seed", type=int, default=0, help="seed of the hold-out split and the batches")
     q.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     q.add_argument("--overwrite", action="store_true", help="replace direction files already in --output")

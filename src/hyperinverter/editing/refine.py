@@ -9,8 +9,11 @@ well. :func:`refine_direction` starts from a direction and takes gradient steps 
 * the edit is ``±s·u`` on every row of ``ws`` (``u`` unit norm), with the default strength of the shipped
   directions: ``s = k·std(codes·u)``, ``k`` standard deviations of the codes' projection on ``u``, so the edit
   stays as far inside the codes' distribution as the direction it replaces;
-* loss ``−target change + λ·entanglement``, both as :func:`edit_change` defines them (the measures of
-  ``evaluation.EditabilityMeter``);
+* loss ``μ·max(0, goal − target change) + entanglement``, both as :func:`edit_change` defines them (the
+  measures of ``evaluation.EditabilityMeter``): keep (or reach) a target change, then move the other attributes
+  as little as possible. The goal is the start's own target change unless one is given. A reward for the target
+  change itself would not do: the direction can turn towards axes along which the codes spread more, so that
+  its default strength, and with it every change, grows without bound;
 * a share of the inversions is held out of the steps; the direction is measured on them every few steps and
   the best one is kept (the start included: refinement never returns a direction that scores worse there).
 
@@ -41,7 +44,8 @@ class RefineConfig:
     steps: int = 300  # Adam steps on the direction.
     batch_size: int = 16  # Inversions per step.
     lr: float = 0.003  # Adam learning rate of the direction's (unnormalised) vector; it starts at unit norm.
-    entanglement_weight: float = 2.0  # λ of the loss -target change + λ·entanglement.
+    target_change: Optional[float] = None  # Goal of the target change (None: the start's, on the held-out images).
+    shortfall_weight: float = 10.0  # μ of the loss μ·max(0, goal - target change) + entanglement.
     strength_sigmas: float = 2.0  # Default strength: this many standard deviations of the codes along it.
     holdout: float = 0.25  # Share of the inversions kept out of the steps; the best direction is chosen on them.
     eval_every: int = 25  # Steps between measurements on the held-out inversions.
@@ -55,8 +59,10 @@ class RefineConfig:
             problems.append(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
             problems.append(f"lr must be > 0, got {self.lr}")
-        if not self.entanglement_weight >= 0:
-            problems.append(f"entanglement_weight must be >= 0, got {self.entanglement_weight}")
+        if self.target_change is not None and not 0 < self.target_change <= 1:
+            problems.append(f"target_change must be in (0, 1] (the predictor's common scale), got {self.target_change}")
+        if not self.shortfall_weight > 0:
+            problems.append(f"shortfall_weight must be > 0, got {self.shortfall_weight}")
         if not self.strength_sigmas > 0:
             problems.append(f"strength_sigmas must be > 0, got {self.strength_sigmas}")
         if not 0 < self.holdout < 1:
@@ -115,8 +121,8 @@ def refine_direction(direction: Direction, ws: torch.Tensor, codes: torch.Tensor
 
     Returns:
         The refined direction (same name and kind, unit vector, default strength from ``codes``) and a report:
-        held-out target change and entanglement of the start and of the result, the step it was kept at, the
-        cosine between them, and the settings.
+        held-out target change and entanglement of the start and of the result, the goal, the step it was kept
+        at, the cosine between them, and the settings.
     """
     cfg = (config or RefineConfig()).check()
     if direction.vector.ndim != 1 or direction.layers is not None:
@@ -138,20 +144,29 @@ def refine_direction(direction: Direction, ws: torch.Tensor, codes: torch.Tensor
         for i in train.split(cfg.batch_size):
             base_train[i] = predict(render(ws[i], i))
 
+    def loss_of(change, ent):  # the loss: tensors in the steps, floats for the held-out measurements
+        shortfall = goal - change
+        return cfg.shortfall_weight * (shortfall.clamp_min(0) if torch.is_tensor(shortfall) else max(0.0, shortfall)) \
+            + ent
+
     def measure(unit: torch.Tensor) -> dict:
         with torch.no_grad():
             s = default_strength(unit, codes, cfg.strength_sigmas)
             parts = [_scores(unit, s, ws[i], i, render, predict, base[k:k + len(i)], target)
                      for k, i in zip(range(0, n_hold, cfg.batch_size), held.split(cfg.batch_size))]
-            change = float(torch.cat([p[0] for p in parts]).mean())
-            ent = float(torch.cat([p[1] for p in parts]).mean())
-        return {"target_change": change, "entanglement": ent, "strength": float(s),
-                "loss": -change + cfg.entanglement_weight * ent}
+            change = torch.cat([p[0] for p in parts]).mean()
+            ent = torch.cat([p[1] for p in parts]).mean()
+        return {"target_change": float(change), "entanglement": float(ent), "strength": float(s)}
 
     start = (direction.vector.float() / direction.vector.float().norm()).to(device)
     param = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([param], lr=cfg.lr)
     first = measure(start)
+    goal = cfg.target_change if cfg.target_change is not None else first["target_change"]
+    if not goal > 0:
+        raise ValueError(f"direction {direction.name!r} lowers its attribute (held-out target change "
+                         f"{first['target_change']:.4f}): give a positive goal (target_change) or flip it")
+    first["loss"] = loss_of(first["target_change"], first["entanglement"])
     best, best_unit, best_step = first, start.clone(), 0
     history = [{"step": 0, **first}]
     if progress is not None:
@@ -161,13 +176,14 @@ def refine_direction(direction: Direction, ws: torch.Tensor, codes: torch.Tensor
         unit = param / param.norm()
         s = default_strength(unit, codes, cfg.strength_sigmas)
         change, ent = _scores(unit, s, ws[pick], pick, render, predict, base_train[pick], target)
-        loss = -change.mean() + cfg.entanglement_weight * ent.mean()
+        loss = loss_of(change.mean(), ent.mean())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % cfg.eval_every == 0 or step == cfg.steps:
             unit = (param / param.norm()).detach()
             m = measure(unit)
+            m["loss"] = loss_of(m["target_change"], m["entanglement"])
             history.append({"step": step, **m})
             if progress is not None:
                 progress(step, m)
@@ -176,7 +192,7 @@ def refine_direction(direction: Direction, ws: torch.Tensor, codes: torch.Tensor
     refined = Direction(direction.name, best_unit.cpu(), kind=direction.kind, layers=None,
                         strength=best["strength"], description=dict(direction.description))
     report = {
-        "start": first, "result": best, "kept_step": best_step, "history": history,
+        "start": first, "result": best, "goal": goal, "kept_step": best_step, "history": history,
         "cosine_to_start": float(best_unit.double() @ start.double()),
         "inversions": n, "held_out": n_hold, "settings": asdict(cfg),
     }

@@ -297,6 +297,10 @@ def cmd_train_attributes(args: argparse.Namespace) -> int:
         framings = args.framing or ["portrait"]
         data = render_labelled_portraits("train", args.render, size=args.size or 64, framing=framings)
         source = f"{args.render} rendered training-split portraits ({', '.join(framings)} framing)"
+    from .attributes import KNOWN_ATTRIBUTES
+
+    if args.attributes == ["all"]:
+        args.attributes = list(KNOWN_ATTRIBUTES)
     config = AttributeRegressorConfig(**{k: v for k, v in (("attributes", args.attributes),
                                                           ("input_size", args.input_size),
                                                           ("widths", args.widths)) if v is not None})
@@ -398,7 +402,8 @@ def add_commands(sub) -> None:
     p.add_argument("--size", type=int, default=None, help="load / render the portraits at this side (default: as "
                                                           "stored; 64 for --render)")
     p.add_argument("--attributes", nargs="+", default=None, help="attributes to predict (default: smile yaw "
-                                                                 "hair_lightness glasses tilt skin_tone ...)")
+                                                                 "hair_lightness glasses tilt skin_tone ...; 'all': "
+                                                                 "every attribute the renderer draws)")
     p.add_argument("--input-size", type=int, default=None, help="network input side (default 64)")
     p.add_argument("--widths", type=_int_list, default=None, help="channels per stage, e.g. 32,64,128,128")
     p.add_argument("--steps", type=int, default=3000, help="Adam steps")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from test_inverter import make_model
 
 from hyperinverter.cli import main
@@ -123,3 +125,15 @@ def test_directions_refine_command(tmp_path, capsys):
     capsys.readouterr()
     assert main(args[:-1] + [str(tmp_path / "third"), "--directions", str(tmp_path)]) == 2
     assert "no direction ['smile']" in capsys.readouterr().err
+    # --images: the user's own training images; an unreadable one is named in one line
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(6):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    assert main(args[:-1] + [str(tmp_path / "own"), "--images", str(folder)]) == 0
+    assert "images of" in json.loads((tmp_path / "own" / "smile.json").read_text())["source"]
+    (folder / "broken.png").write_bytes(b"not a png")
+    capsys.readouterr()
+    assert main(args[:-1] + [str(tmp_path / "own2"), "--images", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "broken.png" in err and len(err.strip().splitlines()) == 1, err

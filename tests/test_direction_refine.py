@@ -50,7 +50,7 @@ def test_refine_raises_the_target_and_lowers_the_rest():
     _, rep = refine_direction(Direction("red", vector), ws, ws[:, 0], render, _rgb_means, target=0, config=probe)
     if rep["start"]["target_change"] < 0:
         vector = -vector
-        with pytest.raises(ValueError, match="lowers its attribute"):  # without a goal, a start that lowers it
+        with pytest.raises(ValueError, match="does not raise its attribute"):  # without a goal, a start that lowers it
             refine_direction(Direction("red", -vector), ws, ws[:, 0], render, _rgb_means, target=0,
                              config=RefineConfig(steps=0, batch_size=6))
     start = Direction("red", vector, strength=1.0, description={"source": "random"})
@@ -129,7 +129,8 @@ def test_directions_refine_command(tmp_path, capsys):
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i in range(6):
-        Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        pixels = np.random.default_rng(i).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.png")
     assert main(args[:-1] + [str(tmp_path / "own"), "--images", str(folder)]) == 0
     assert "images of" in json.loads((tmp_path / "own" / "smile.json").read_text())["source"]
     (folder / "broken.png").write_bytes(b"not a png")

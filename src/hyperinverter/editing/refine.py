@@ -164,7 +164,7 @@ def refine_direction(direction: Direction, ws: torch.Tensor, codes: torch.Tensor
     first = measure(start)
     goal = cfg.target_change if cfg.target_change is not None else first["target_change"]
     if not goal > 0:
-        raise ValueError(f"direction {direction.name!r} lowers its attribute (held-out target change "
+        raise ValueError(f"direction {direction.name!r} does not raise its attribute (held-out target change "
                          f"{first['target_change']:.4f}): give a positive goal (target_change) or flip it")
     first["loss"] = loss_of(first["target_change"], first["entanglement"])
     best, best_unit, best_step = first, start.clone(), 0

@@ -11,7 +11,7 @@ from PIL import Image
 from test_inverter import make_model
 
 from hyperinverter.cli import main
-from hyperinverter.editing import Direction, RefineConfig, edit_change, load_direction_file, refine_direction
+from hyperinverter.editing import Direction, DirectionRefineConfig, edit_change, load_direction_file, refine_direction
 from hyperinverter.editing import save_direction
 from hyperinverter.evaluation.attributes import AttributeRegressor, save_regressor
 
@@ -46,16 +46,16 @@ def test_refine_raises_the_target_and_lowers_the_rest():
     deltas = {k: v.clone() for k, v in result.deltas.items()}  # dense, ordinary tensors
     render = lambda w, index: model.render(w, {k: v[index] for k, v in deltas.items()})  # noqa: E731
     vector = torch.randn(model.generator.w_dim, generator=gen)
-    probe = RefineConfig(steps=0, batch_size=6, target_change=1.0)  # a goal given: any start is measured
+    probe = DirectionRefineConfig(steps=0, batch_size=6, target_change=1.0)  # a goal given: any start is measured
     _, rep = refine_direction(Direction("red", vector), ws, ws[:, 0], render, _rgb_means, target=0, config=probe)
     if rep["start"]["target_change"] < 0:
         vector = -vector
         with pytest.raises(ValueError, match="does not raise its attribute"):  # without a goal, a start that lowers it
             refine_direction(Direction("red", -vector), ws, ws[:, 0], render, _rgb_means, target=0,
-                             config=RefineConfig(steps=0, batch_size=6))
+                             config=DirectionRefineConfig(steps=0, batch_size=6))
     start = Direction("red", vector, strength=1.0, description={"source": "random"})
     # 1) the start's own target change kept (no goal given), the entanglement lowered
-    cfg = RefineConfig(steps=30, batch_size=6, lr=0.05, eval_every=10, holdout=0.25)
+    cfg = DirectionRefineConfig(steps=30, batch_size=6, lr=0.05, eval_every=10, holdout=0.25)
     refined, report = refine_direction(start, ws, ws[:, 0], render, _rgb_means, target=0, config=cfg)
     a, b = report["start"], report["result"]
     assert report["goal"] == pytest.approx(a["target_change"]) and a["loss"] == pytest.approx(a["entanglement"])
@@ -70,15 +70,15 @@ def test_refine_raises_the_target_and_lowers_the_rest():
     # 2) a larger goal: the target change rises towards it
     goal = min(1.0, 2 * a["target_change"])
     _, more = refine_direction(start, ws, ws[:, 0], render, _rgb_means, target=0,
-                               config=RefineConfig(**{**vars(cfg), "target_change": goal}))
+                               config=DirectionRefineConfig(**{**vars(cfg), "target_change": goal}))
     assert more["result"]["target_change"] > 1.2 * a["target_change"], more["history"]
     # the start is kept when no step beats it: zero steps return it, renormalised, with its measurement
     same, rep0 = refine_direction(start, ws, ws[:, 0], render, _rgb_means, target=0,
-                                  config=RefineConfig(steps=0, batch_size=6))
+                                  config=DirectionRefineConfig(steps=0, batch_size=6))
     assert rep0["kept_step"] == 0 and torch.allclose(same.vector, start.vector / start.vector.norm())
     for bad, message in (({"holdout": 1.0}, "holdout must be in"), ({"target_change": 0.0}, "target_change must")):
         with pytest.raises(ValueError, match=message):
-            RefineConfig(**bad).check()
+            DirectionRefineConfig(**bad).check()
     with pytest.raises(ValueError, match="only a \\[w_dim\\] direction"):
         refine_direction(Direction("x", start.vector, layers=(0, 2)), ws, ws[:, 0], render, _rgb_means, 0)
 

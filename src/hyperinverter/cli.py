@@ -471,12 +471,12 @@ def _refine_directions(args: argparse.Namespace) -> int:
     import torch
 
     from .devices import choose_device
-    from .editing import (DIRECTION_FILE_SUFFIXES, DirectionError, RefineConfig, load_direction_file, refine_direction,
-                          save_direction)
+    from .editing import (DIRECTION_FILE_SUFFIXES, DirectionError, DirectionRefineConfig, load_direction_file,
+                          refine_direction, save_direction)
     from .evaluation.attributes import AttributeRegressor
     from .inverter import HyperInverter
     from .pretrained import resolve
-    from .stylegan2.residuals import LowRankResidual, Residuals, cat_residuals
+    from .stylegan2.residuals import cat_residuals
     from .utils.outputs import OutputPlan, check_writable
 
     model_dir = resolve(args.model)
@@ -484,7 +484,7 @@ def _refine_directions(args: argparse.Namespace) -> int:
     out = Path(args.output)
     given = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "target_change": args.target_change,
              "seed": args.seed}
-    config = RefineConfig(**{k: v for k, v in given.items() if v is not None}).check()
+    config = DirectionRefineConfig(**{k: v for k, v in given.items() if v is not None}).check()
     names = args.attributes
     # before any work: the start files are inputs (never written over), the outputs need --overwrite to replace
     starts = {n: next((start_dir / f"{n}{ext}" for ext in DIRECTION_FILE_SUFFIXES
@@ -492,7 +492,7 @@ def _refine_directions(args: argparse.Namespace) -> int:
     missing = [n for n, p in starts.items() if p is None]
     if missing:
         raise DirectionError(f"no direction {missing} in {start_dir} (--directions: the directions to start from)")
-    plan = OutputPlan(inputs=[start_dir / f"{n}{ext}" for n in names for ext in (*DIRECTION_FILE_SUFFIXES, ".json")],
+    plan = OutputPlan(inputs=[start_dir / f"{n}{ext}" for n in names for ext in DIRECTION_FILE_SUFFIXES],
                       overwrite=args.overwrite)
     for n in names:
         plan.add_folder_files(out, [f"{n}.safetensors", f"{n}.json"], what=f"--attributes {n}")
@@ -512,9 +512,7 @@ def _refine_directions(args: argparse.Namespace) -> int:
     parts = [model.invert(images[i:i + chunk].to(device), batch_size=chunk) for i in range(0, len(images), chunk)]
     # inference tensors -> ordinary ones (autograd saves them for the steps' backward passes)
     ws = torch.cat([p.ws for p in parts]).clone()
-    plain = lambda r: (LowRankResidual(r.h.clone(), r.w2.clone(), r.b2.clone(), r.param_shape)  # noqa: E731
-                       if isinstance(r, LowRankResidual) else r.clone())
-    deltas = Residuals({k: plain(v) for k, v in cat_residuals([p.deltas for p in parts]).raw().items()})
+    deltas = cat_residuals([p.deltas for p in parts]).clone()
     render = lambda w, index: model.render(w, deltas.select(index))  # noqa: E731
     for name in names:
         direction, report = refine_direction(
@@ -538,23 +536,19 @@ def _refine_directions(args: argparse.Namespace) -> int:
 
 def _refine_images(args: argparse.Namespace, model, model_dir: Path):
     """The training images of ``directions refine``: ``--images`` or freshly rendered training-split portraits."""
-    import torch
-
-    from .utils.image_io import iter_image_paths, load_images
-
     if args.images:
-        paths = iter_image_paths(args.images)
-        batch, loaded, errors, _ = load_images(paths, model.resolution, on_error="raise")
+        from .utils.image_io import iter_image_paths, load_images
+
+        batch, _, _, _ = load_images(iter_image_paths(args.images), model.resolution, on_error="raise")
         if batch is None:
             raise ValueError(f"--images: no image files in {', '.join(map(str, args.images))}")
         return batch, f"images of {', '.join(map(str, args.images))}"
     from .domain import portrait_framing
-    from .portraits import render_seed, split_seeds
-    from .utils.image_io import pil_to_tensor
+    from .evaluation.attributes import render_labelled_portraits
 
     framing = portrait_framing(model_dir)
-    seeds = list(split_seeds("train", args.count, args.start))
-    batch = torch.stack([pil_to_tensor(render_seed(s, size=model.resolution, framing=framing)[0]) for s in seeds])
+    batch = render_labelled_portraits("train", args.count, size=model.resolution, start=args.start,
+                                      framing=framing).images
     return batch, f"training-split portraits (seeds {args.start}..{args.start + args.count - 1}, {framing} framing)"
 
 

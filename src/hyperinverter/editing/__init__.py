@@ -16,7 +16,7 @@ _EXPORTS = {
     **{name: ".fit" for name in (
         "SefaDirections", "compute_ganspace", "fit_interfacegan", "sefa_directions", "sefa_matrix")},
     **{name: ".labels" for name in ("labelled_codes", "read_labels")},
-    **{name: ".refine" for name in ("RefineConfig", "default_strength", "edit_change", "refine_direction")},
+    **{name: ".refine" for name in ("DirectionRefineConfig", "default_strength", "edit_change", "refine_direction")},
     "STRENGTH_HELP": ".strength",
 }
 

@@ -38,7 +38,7 @@ Predict = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
-class RefineConfig:
+class DirectionRefineConfig:
     """Settings of :func:`refine_direction`."""
 
     steps: int = 300  # Adam steps on the direction.
@@ -51,7 +51,7 @@ class RefineConfig:
     eval_every: int = 25  # Steps between measurements on the held-out inversions.
     seed: int = 0  # Seed of the split and of the batches.
 
-    def check(self) -> "RefineConfig":
+    def check(self) -> "DirectionRefineConfig":
         problems = []
         if self.steps < 0:
             problems.append(f"steps must be >= 0, got {self.steps}")
@@ -106,7 +106,7 @@ def _scores(vector, strength, ws, index, render, predict, base, target):
 
 
 def refine_direction(direction: Direction, ws: torch.Tensor, codes: torch.Tensor, render: Render,
-                     predict: Predict, target: int, config: Optional[RefineConfig] = None,
+                     predict: Predict, target: int, config: Optional[DirectionRefineConfig] = None,
                      progress: Optional[Callable[[int, dict], None]] = None) -> tuple[Direction, dict]:
     """``direction`` refined on inversions (see the module docstring).
 
@@ -116,7 +116,7 @@ def refine_direction(direction: Direction, ws: torch.Tensor, codes: torch.Tensor
         codes: ``[M, w_dim]`` codes the default strength is measured on (phase-I codes of training images).
         render: the generator with the residuals of inversions ``index`` (:data:`Render`).
         predict: attribute predictor (:data:`Predict`); ``target`` is the column of the edited attribute.
-        config: :class:`RefineConfig`.
+        config: :class:`DirectionRefineConfig`.
         progress: called as ``progress(step, measurement)`` after each held-out measurement.
 
     Returns:
@@ -124,7 +124,7 @@ def refine_direction(direction: Direction, ws: torch.Tensor, codes: torch.Tensor
         held-out target change and entanglement of the start and of the result, the goal, the step it was kept
         at, the cosine between them, and the settings.
     """
-    cfg = (config or RefineConfig()).check()
+    cfg = (config or DirectionRefineConfig()).check()
     if direction.vector.ndim != 1 or direction.layers is not None:
         raise ValueError(f"direction {direction.name!r}: only a [w_dim] direction on every row of ws can be refined")
     n, num_ws, w_dim = ws.shape
@@ -144,29 +144,30 @@ def refine_direction(direction: Direction, ws: torch.Tensor, codes: torch.Tensor
         for i in train.split(cfg.batch_size):
             base_train[i] = predict(render(ws[i], i))
 
-    def loss_of(change, ent):  # the loss: tensors in the steps, floats for the held-out measurements
-        shortfall = goal - change
-        return cfg.shortfall_weight * (shortfall.clamp_min(0) if torch.is_tensor(shortfall) else max(0.0, shortfall)) \
-            + ent
+    def loss_of(change: torch.Tensor, ent: torch.Tensor) -> torch.Tensor:
+        return cfg.shortfall_weight * (goal - change).clamp_min(0) + ent
 
-    def measure(unit: torch.Tensor) -> dict:
-        with torch.no_grad():
-            s = default_strength(unit, codes, cfg.strength_sigmas)
-            parts = [_scores(unit, s, ws[i], i, render, predict, base[k:k + len(i)], target)
-                     for k, i in zip(range(0, n_hold, cfg.batch_size), held.split(cfg.batch_size))]
-            change = torch.cat([p[0] for p in parts]).mean()
-            ent = torch.cat([p[1] for p in parts]).mean()
-        return {"target_change": float(change), "entanglement": float(ent), "strength": float(s)}
+    @torch.no_grad()
+    def measure(unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Held-out means: target change, entanglement, and the default strength they were measured at."""
+        s = default_strength(unit, codes, cfg.strength_sigmas)
+        parts = [_scores(unit, s, ws[i], i, render, predict, base[k:k + len(i)], target)
+                 for k, i in zip(range(0, n_hold, cfg.batch_size), held.split(cfg.batch_size))]
+        return torch.cat([p[0] for p in parts]).mean(), torch.cat([p[1] for p in parts]).mean(), s
+
+    def record(change: torch.Tensor, ent: torch.Tensor, s: torch.Tensor) -> dict:  # host sync: measurements only
+        return {"target_change": float(change), "entanglement": float(ent), "strength": float(s),
+                "loss": float(loss_of(change, ent))}
 
     start = (direction.vector.float() / direction.vector.float().norm()).to(device)
     param = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([param], lr=cfg.lr)
-    first = measure(start)
-    goal = cfg.target_change if cfg.target_change is not None else first["target_change"]
+    measured = measure(start)
+    goal = cfg.target_change if cfg.target_change is not None else float(measured[0])
     if not goal > 0:
         raise ValueError(f"direction {direction.name!r} does not raise its attribute (held-out target change "
-                         f"{first['target_change']:.4f}): give a positive goal (target_change) or flip it")
-    first["loss"] = loss_of(first["target_change"], first["entanglement"])
+                         f"{float(measured[0]):.4f}): give a positive goal (target_change) or flip it")
+    first = record(*measured)
     best, best_unit, best_step = first, start.clone(), 0
     history = [{"step": 0, **first}]
     if progress is not None:
@@ -182,8 +183,7 @@ def refine_direction(direction: Direction, ws: torch.Tensor, codes: torch.Tensor
         opt.step()
         if step % cfg.eval_every == 0 or step == cfg.steps:
             unit = (param / param.norm()).detach()
-            m = measure(unit)
-            m["loss"] = loss_of(m["target_change"], m["entanglement"])
+            m = record(*measure(unit))
             history.append({"step": step, **m})
             if progress is not None:
                 progress(step, m)
@@ -199,4 +199,4 @@ def refine_direction(direction: Direction, ws: torch.Tensor, codes: torch.Tensor
     return refined, report
 
 
-__all__ = ["Predict", "RefineConfig", "Render", "default_strength", "edit_change", "refine_direction"]
+__all__ = ["Predict", "DirectionRefineConfig", "Render", "default_strength", "edit_change", "refine_direction"]

@@ -92,6 +92,10 @@ class LowRankResidual:
     def detach(self) -> "LowRankResidual":
         return LowRankResidual(self.h.detach(), self.w2.detach(), self.b2.detach(), self.param_shape)
 
+    def clone(self) -> "LowRankResidual":
+        """Copies of all three tensors (e.g. ordinary tensors from the inference tensors of ``invert``)."""
+        return LowRankResidual(self.h.clone(), self.w2.clone(), self.b2.clone(), self.param_shape)
+
     def to(self, *args, **kwargs) -> "LowRankResidual":
         return LowRankResidual(self.h.to(*args, **kwargs), self.w2.to(*args, **kwargs), self.b2.to(*args, **kwargs),
                                self.param_shape)
@@ -145,6 +149,9 @@ class Residuals(Mapping[str, torch.Tensor]):
 
     def detach(self) -> "Residuals":
         return Residuals({k: v.detach() for k, v in self._items.items()})
+
+    def clone(self) -> "Residuals":
+        return Residuals({k: v.clone() for k, v in self._items.items()})
 
     def to(self, *args, **kwargs) -> "Residuals":
         return Residuals({k: v.to(*args, **kwargs) for k, v in self._items.items()})

@@ -4,16 +4,18 @@
 # -> directions -> float16 export into the package.
 #
 #   bash scripts/train_demo.sh                 # every stage
-#   bash scripts/train_demo.sh w hyper pack    # some stages (data gan w hyper pack)
+#   bash scripts/train_demo.sh w hyper pack    # some stages (data gan w hyper refine pack; refine: faces64)
 #   DEMO=faces64 bash scripts/train_demo.sh    # which model (portraits64: head and shoulders; faces64: the
 #                                              # face fills the frame, aligned); presets <stage>_<DEMO>.yaml
 #
 # Each training stage resumes from its checkpoint when there is one, so running the script again
 # continues where it stopped. Wall-time budgets per stage (minutes, 0 = the preset's step count):
-#   GAN_MINUTES, W_MINUTES, HYPER_MINUTES.  Extra key=value overrides: GAN_ARGS, W_ARGS, HYPER_ARGS.
+#   GAN_MINUTES, W_MINUTES, HYPER_MINUTES, REFINE_MINUTES.  Extra key=value overrides: GAN_ARGS, W_ARGS,
+#   HYPER_ARGS, REFINE_ARGS.
 # Step counts of the shipped model (README "The demo model" says what they took on which machine):
 #   GAN_STEPS, GAN2_STEPS (faces64's second GAN stage: smiles), W_CODE_STEPS (phase I on codes only),
-#   W_STEPS (in all), HYPER_STEPS. GAN2_MINUTES: the second GAN stage's budget.
+#   W_STEPS (in all), HYPER_STEPS, REFINE_STEPS (faces64's refinement pass). GAN2_MINUTES: the second GAN
+#   stage's budget.
 # On a GPU leave the budgets at 0 and raise the step counts (scripts/gpu_demo.sh: the whole recipe in one
 # call of the device tool). PAIRS_COUNT: (z, image) pairs to render (40000); WORKERS: rendering processes (2).
 set -euo pipefail
@@ -34,8 +36,11 @@ GAN2_STEPS="${GAN2_STEPS:-3822}"
 W_CODE_STEPS="${W_CODE_STEPS:-3000}"
 W_STEPS="${W_STEPS:-3500}"
 HYPER_STEPS="${HYPER_STEPS:-10000}"
+REFINE_STEPS="${REFINE_STEPS:-7500}"
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(data gan w hyper pack)
+[ ${#stages[@]} -eq 0 ] && stages=(data gan w hyper refine pack)
+MODEL=runs/$HYPER/model  # what pack exports: the refined model where the refine stage made one
+[ "$DEMO" = faces64 ] && MODEL=runs/${HYPER}_refine/model
 has() { local s; for s in "${stages[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 resume() { [ -f "$1/checkpoints/latest.pt" ] && echo --resume || true; }
 step_of() { [ -f "$1/log.txt" ] && tail -1 "$1/log.txt" | sed -n 's/^step=\([0-9]*\).*/\1/p' || echo 0; }
@@ -79,10 +84,19 @@ if has hyper; then
   $HI train hypernet -c $HYPER $(resume runs/$HYPER) run.steps="$HYPER_STEPS" \
     run.max_minutes="${HYPER_MINUTES:-0}" ${HYPER_ARGS:-}
 fi
+if has refine && [ "$DEMO" = faces64 ]; then
+  # a second hypernetwork pass (README "A refinement pass"): it reads E2's codes of the first pass's image and of
+  # the input and adds its residual; it starts at zero (the model is the hyper stage's) and trains with E2 and the
+  # first pass, at a lower rate
+  $HI train hypernet -c $HYPER $(resume runs/${HYPER}_refine) run.out_dir=runs/${HYPER}_refine \
+    init=runs/$HYPER/model refinement_passes=1 run.steps="$REFINE_STEPS" lr=0.0003 \
+    "lr_schedule=[[4000, 0.00015], [6000, 0.00005]]" run.val_images=64 run.max_minutes="${REFINE_MINUTES:-0}" \
+    ${REFINE_ARGS:-}
+fi
 if has pack; then
   # float16 export with domain.json: the framing and the typical phase-I PSNR on validation portraits
   # (out-of-domain warnings); then the directions, fitted on codes of portraits in the model's framing
-  $HI export runs/$HYPER/model -o src/hyperinverter/pretrained/$DEMO --dtype float16 --overwrite \
+  $HI export $MODEL -o src/hyperinverter/pretrained/$DEMO --dtype float16 --overwrite \
     --validation $HELD/val --domain-kind "procedural portraits" --framing "$FRAMING"
   # a direction W does not hold (held-out accuracy below 0.85) is not shipped; faces64's are conditional
   # (orthogonal to the read-outs of the other attributes: less entangled, README "The faces64 model")

@@ -196,6 +196,95 @@ def test_codes_round_trip(model, images):
     assert torch.allclose(model.render(back.ws, back.deltas), r.image, atol=1e-5)
 
 
+# ----------------------------------------------------------------------------------- refinement passes
+def _with_refiner(model: HyperInverter, zero: bool) -> HyperInverter:
+    """``model`` with one refinement pass: a copy of its hypernetwork, with a zero output factor when ``zero``."""
+    cfg = {**dataclasses.asdict(model.config), "refinement_passes": 1}
+    two = HyperInverter(**cfg)
+    state = model.state_dict()
+    for k, v in model.hypernet.state_dict().items():
+        v = v.clone()
+        if zero and k.endswith((".w2", ".b2")):
+            v.zero_()
+        elif k.endswith(".w2"):
+            v.mul_(0.5)
+        state[f"refiners.0.{k}"] = v
+    two.load_state_dict(state)
+    return two.eval()
+
+
+def test_a_zero_refinement_pass_is_the_single_pass_model(model, images):
+    assert not any(k.startswith("refiners.") for k in model.state_dict())  # the paper's model: no new keys
+    two = _with_refiner(model, zero=True)
+    one, both = model.invert(images), two.invert(images)
+    assert torch.allclose(both.image, one.image, atol=1e-5)
+    assert both.layer_codes[model.targets[0].name].shape == (3, 2 * model.config.hidden_dim)
+    assert two.parameter_counts()["refiners"] == model.parameter_counts()["hypernet"]
+
+
+def test_a_refinement_pass_adds_the_residual_of_its_hypernetwork_on_the_first_pass_image(model, images):
+    two = _with_refiner(model, zero=False)
+    r = two.invert(images)
+    first = model.invert(images)  # the same E1, E2 and first hypernetwork
+    assert torch.equal(r.image_w, first.image_w)
+    # by hand: E2 of the first pass's image and of the input, the refiner's dense residual added to the first one
+    x = F.interpolate(images, size=64, mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        img1 = F.interpolate(first.image, size=64, mode="bilinear", align_corners=False)
+        codes = two.refiners[0](two.w_bar_encoder(img1), two.w_bar_encoder(x))
+        total = {k: first.deltas[k] + codes[k] for k in codes}
+        expected = model.generator.synthesis(r.ws, weight_deltas=total)
+    assert torch.allclose(r.image, expected, atol=1e-4)
+    assert (r.image - first.image).abs().mean() > 1e-3
+    for k in total:
+        assert torch.allclose(r.deltas[k], total[k], atol=1e-5)
+    # the stored per-layer codes rebuild the residuals of both passes; a model without the pass refuses them
+    assert torch.allclose(two.render(r.ws, two.expand_layer_codes(r.layer_codes)), r.image, atol=1e-5)
+    back = InversionResult.from_codes(r.codes("compact"), two)
+    assert torch.allclose(two.render(back.ws, back.deltas), r.image, atol=1e-5)
+    with pytest.raises(ValueError, match=r"\[B, 8\]"):
+        model.expand_layer_codes(r.layer_codes)
+    # predict_deltas renders between passes, so it needs ws
+    with pytest.raises(ValueError, match="pass ws="):
+        two.predict_deltas(images, first.image_w)
+    deltas = two.predict_deltas(images, first.image_w, r.ws)
+    assert torch.allclose(two.render(r.ws, deltas), r.image, atol=1e-5)
+    # edits keep both passes' residuals
+    e = two.edit(r, torch.zeros(32), 1.0)
+    assert torch.allclose(e.image, r.image, atol=1e-5)
+    # every inference shares the stacked factors (interpolation and batch concatenation stay factored)
+    again = two.invert(images[:1])
+    name = model.targets[0].name
+    w2 = lambda result: result.deltas.raw()[name].w2  # noqa: E731
+    assert w2(again).data_ptr() == w2(r).data_ptr()  # the same memory
+    assert not w2(r).is_inference()
+    frames = two.interpolate(r[0], r[1], steps=3)
+    assert w2(frames).data_ptr() == w2(r).data_ptr()
+    assert torch.allclose(frames.image[-1:], r.image[1:2], atol=1e-4)
+    with torch.no_grad():  # a changed weight is seen at once
+        two.refiners[0].weight_regressors[model.targets[0].key].w2.mul_(2)
+    changed = two.invert(images[:1])
+    assert w2(changed).data_ptr() != w2(r).data_ptr()
+    assert not torch.allclose(changed.image, again.image, atol=1e-4)
+
+
+def test_refinement_pass_training_gradients_and_limits(model, images):
+    two = _with_refiner(model, zero=False).train()
+    two(images).image.square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in two.refiners.parameters())
+    for bad in (-1, 9, 1.5, True):
+        with pytest.raises(ValueError, match="refinement_passes"):
+            HyperInverter(**{**dataclasses.asdict(model.config), "refinement_passes": bad})
+
+
+def test_a_refined_model_saves_and_loads(tmp_path, model, images):
+    two = _with_refiner(model, zero=False)
+    two.save_pretrained(tmp_path / "m")
+    back = HyperInverter.from_pretrained(tmp_path / "m")
+    assert back.config.refinement_passes == 1 and len(back.refiners) == 1
+    assert torch.allclose(back.invert(images).image, two.invert(images).image, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------------- save/load
 def test_save_pretrained_round_trip(tmp_path, model, images):
     model.save_pretrained(tmp_path / "m")

@@ -237,6 +237,41 @@ def test_hypernet_training_lowers_the_loss(folder, generator_dir, tmp_path):
                                    f"init={tmp_path / 'h' / 'model'}"])
 
 
+def test_refinement_passes_added_to_a_trained_model(folder, generator_dir, tmp_path):
+    """refinement_passes with train_first_pass=false: the new pass starts as a zero residual (the model is init's),
+    only it learns, and the loss falls; E2 and the first hypernetwork come out exactly as init had them."""
+    from hyperinverter import HyperInverter
+
+    _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "w", 2))
+    base = _run_cfg(tmp_path / "h", 10) + [
+        f"data.train={folder}", f"generator={generator_dir}", f"w_encoder={tmp_path / 'w' / 'w_encoder'}",
+        "encoder_input_size=64", f"layer_encoder={{backbone: {TINY_BACKBONE}}}".replace("'", ""), "hidden_dim=4",
+        "losses.lpips=0", "lr=0.001"]
+    _train("hypernet", base)
+    init = HyperInverter.from_pretrained(tmp_path / "h" / "model")
+    rest = [o for o in base if not o.startswith(("run.out_dir", "run.steps", "lr="))]
+    refine = rest + [f"init={tmp_path / 'h' / 'model'}", "refinement_passes=1", "train_first_pass=false"]
+    start, _ = _train("hypernet", refine + [f"run.out_dir={tmp_path / 'r0'}", "run.steps=1", "lr=0"])
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    torch.testing.assert_close(start.model.eval().invert(x).image, init.invert(x).image, rtol=0, atol=1e-5)
+    _train("hypernet", refine + [f"run.out_dir={tmp_path / 'r'}", "run.steps=30", "lr=0.003"])
+    log = (tmp_path / "r" / "log.txt").read_text().splitlines()
+    losses = [float(line.split(" loss=")[1].split()[0]) for line in log if " loss=" in line and "val" not in line]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    refined = HyperInverter.from_pretrained(tmp_path / "r" / "model")
+    assert refined.config.refinement_passes == 1
+    for name in ("w_bar_encoder", "hypernet"):  # frozen, BatchNorm statistics included
+        mine = getattr(refined, name).state_dict()
+        for k, v in getattr(init, name).state_dict().items():
+            assert torch.equal(mine[k], v), (name, k)
+    assert any(r.w2.abs().max() > 0 for r in refined.refiners[0].weight_regressors.values())
+    assert refined.invert(x).image.shape == (4, 3, 16, 16)
+    with pytest.raises(TrainingError, match="give init="):
+        _train("hypernet", rest + ["refinement_passes=1", "train_first_pass=false", f"run.out_dir={tmp_path / 'r2'}"])
+    with pytest.raises(TrainingError, match=r"1 refinement pass\(es\), this run 0"):
+        _train("hypernet", rest + [f"init={tmp_path / 'r' / 'model'}", f"run.out_dir={tmp_path / 'r3'}"])
+
+
 def test_hypernet_attribute_loss_and_learning_rate_schedule(folder, generator_dir, tmp_path):
     """losses.attr: the distance of an attribute regressor's outputs trains the hypernetworks on its own (with the
     pixel terms off it falls); lr_schedule sets the rate from each listed step on."""

@@ -24,7 +24,7 @@ from .hypernet import TARGET_SETS, Hypernetwork, target_layers
 from .precision import DTYPES, REDUCED_BLOCKS, autocast, check_precision, get_default_precision
 from .precision import precision_of_dtype, resolve_precision
 from .stylegan2 import Generator, GeneratorConfig
-from .stylegan2.residuals import Residuals, cat_residuals, lerp_residuals, raw_items
+from .stylegan2.residuals import Residuals, add_residuals, cat_residuals, lerp_residuals, raw_items
 from .stylegan2.synthesis import NOISE_MODES
 from .utils.dataclass_config import dataclass_from_dict
 
@@ -53,6 +53,8 @@ Deltas = Mapping[str, torch.Tensor]  # a dict of dense tensors, or Residuals (fa
 #: ``half`` = dense Δθ in float16, ``compact`` = the hypernetwork's per-layer codes (expanded on load).
 CODES_FORMATS = ("full", "half", "compact")
 LayerRange = Union[None, slice, range, Sequence[int], tuple]
+#: The most refinement passes a config may ask for (each costs one E2 pass and one synthesis per image).
+MAX_REFINEMENT_PASSES = 8
 
 
 @dataclass
@@ -67,6 +69,9 @@ class HyperInverterConfig:
     targets: str = "conv"  # Which generator weights get residuals (see hypernet.TARGET_SETS).
     encoder_input_size: int = 256  # Images are resized to this (bilinear, no antialias) before E1 and E2.
     noise_mode: str = "const"  # Generator noise used for both renders.
+    refinement_passes: int = 0  # Extra hypernetwork passes (0 = the paper's single pass). Pass k reads E2's codes of
+    #                             the previous pass's image and of the input through its own hypernetwork, and its
+    #                             residual is added to the previous ones (HyperStyle's iterations, weights not shared).
 
     def __post_init__(self):
         self.generator = g = dataclass_from_dict(GeneratorConfig, self.generator, path="generator")
@@ -78,6 +83,10 @@ class HyperInverterConfig:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {self.noise_mode!r}")
         if not isinstance(self.hidden_dim, int) or self.hidden_dim < 1:
             raise ValueError(f"hidden_dim must be a positive integer, got {self.hidden_dim!r}")
+        if not isinstance(self.refinement_passes, int) or isinstance(self.refinement_passes, bool) or \
+                not 0 <= self.refinement_passes <= MAX_REFINEMENT_PASSES:
+            raise ValueError(f"refinement_passes must be an integer from 0 to {MAX_REFINEMENT_PASSES}, got "
+                             f"{self.refinement_passes!r}")
         if self.w_encoder.w_dim != g.w_dim:
             raise ValueError(f"the W-encoder outputs w_dim={self.w_encoder.w_dim}, the generator takes {g.w_dim}")
         if self.layer_encoder.num_slots < g.num_ws:
@@ -100,7 +109,7 @@ class InversionResult:
     deltas: Deltas  # {synthesis parameter name: [B, *shape]} (Residuals: factored, dense when read).
     image: Optional[torch.Tensor] = None  # [B, C, R, R] phase II (θ + Δθ).
     image_w: Optional[torch.Tensor] = None  # [B, C, R, R] phase I (θ).
-    #: {target parameter name: [B, hidden_dim]}: the hypernetwork's per-layer codes that Δθ is expanded from
+    #: {target parameter name: [B, passes * hidden_dim]}: the hypernetworks' per-layer codes that Δθ is expanded from
     #: (:meth:`HyperInverter.expand_layer_codes`); set by inference, None for training passes and dense Δθ.
     layer_codes: Optional[dict[str, torch.Tensor]] = None
 
@@ -146,7 +155,7 @@ class InversionResult:
                 * ``"full"``: ``w``, ``ws`` and the dense Δθ ``delta.<name>`` in float32 (self-contained);
                 * ``"half"``: the same with Δθ in float16 (half the size, self-contained; Δθ rounded to about
                   3 significant digits);
-                * ``"compact"``: ``w``, ``ws`` and the per-layer codes ``code.<name>`` ``[B, hidden_dim]``
+                * ``"compact"``: ``w``, ``ws`` and the per-layer codes ``code.<name>`` ``[B, passes * hidden_dim]``
                   (a few KB per image); Δθ is rebuilt by the model that made them
                   (:meth:`HyperInverter.expand_layer_codes`, :func:`hyperinverter.workflows.load_codes`).
 
@@ -247,6 +256,7 @@ class HyperInverter(PretrainedMixin, nn.Module):
         targets: str = "conv",
         encoder_input_size: int = 256,
         noise_mode: str = "const",
+        refinement_passes: int = 0,
     ):
         """A new (untrained) inverter; the defaults are the official FFHQ model (config-f 1024 px generator,
         IR-SE-50 encoders, 18 slots, hidden_dim 128). :meth:`from_pretrained` loads a trained one,
@@ -267,6 +277,9 @@ class HyperInverter(PretrainedMixin, nn.Module):
                 multiple of 32 that leaves E2 maps of at least 2x2.
             noise_mode: generator noise for both renders, one of
                 :data:`~hyperinverter.stylegan2.synthesis.NOISE_MODES`.
+            refinement_passes: hypernetwork passes after the first (0 = the paper's model). Each has its own
+                hypernetwork (``refiners.<k>``), reads E2's codes of the previous pass's image and of the input, and
+                adds its residual; ``layer_codes`` then hold every pass's code side by side.
         Raises:
             ValueError, TypeError: values the configs refuse, or parts that do not fit together.
         """
@@ -275,7 +288,8 @@ class HyperInverter(PretrainedMixin, nn.Module):
             generator=GeneratorConfig() if generator is None else generator,
             w_encoder=WEncoderConfig() if w_encoder is None else w_encoder,
             layer_encoder=LayerWiseEncoderConfig() if layer_encoder is None else layer_encoder,
-            hidden_dim=hidden_dim, targets=targets, encoder_input_size=encoder_input_size, noise_mode=noise_mode)
+            hidden_dim=hidden_dim, targets=targets, encoder_input_size=encoder_input_size, noise_mode=noise_mode,
+            refinement_passes=refinement_passes)
         self.generator = Generator.from_config(cfg.generator).requires_grad_(False).eval()
         self.w_encoder = WEncoder.from_config(cfg.w_encoder)
         self.w_bar_encoder = LayerWiseEncoder.from_config(cfg.layer_encoder)
@@ -284,8 +298,12 @@ class HyperInverter(PretrainedMixin, nn.Module):
         if code_size < 2:  # the fusion's InstanceNorm needs more than one spatial element
             raise ValueError(f"encoder_input_size {cfg.encoder_input_size} gives {code_size}x{code_size} E2 maps; "
                              f"use at least {2 * self.w_bar_encoder.output_reduction}")
-        self.hypernet = Hypernetwork(self.targets, input_channels=self.w_bar_encoder.style_channels,
-                                     input_size=code_size, hidden_dim=cfg.hidden_dim)
+        make = lambda: Hypernetwork(self.targets, input_channels=self.w_bar_encoder.style_channels,  # noqa: E731
+                                    input_size=code_size, hidden_dim=cfg.hidden_dim)
+        self.hypernet = make()
+        #: One hypernetwork per refinement pass (empty for the paper's model: no state_dict keys).
+        self.refiners = nn.ModuleList([make() for _ in range(cfg.refinement_passes)])
+        self._factor_cache: dict = {}  # {pass: add_residuals' cache}: the stacked W2/b2 at inference
         #: "fp32" | "bf16" | "fp16", or None: the process default (hyperinverter.precision), else the weights' dtype.
         self.precision: Optional[str] = None
         #: How residuals are applied in the generator (see SynthesisNetwork.forward): "auto" | "lowrank" | "grouped".
@@ -339,7 +357,7 @@ class HyperInverter(PretrainedMixin, nn.Module):
         self._channels_last = channels_last
         if compile:
             for module in (self.w_encoder, self.w_bar_encoder, self.generator.synthesis,
-                           *self.hypernet.weight_regressors.values()):
+                           *(r for h in self.hypernets for r in h.weight_regressors.values())):
                 module.compile(backend=backend, mode=mode)
         return self
 
@@ -445,8 +463,9 @@ class HyperInverter(PretrainedMixin, nn.Module):
         return max(1, CPU_PASS_BYTES // (4 * self.generator.synthesis.largest_feature_map()))
 
     def expand_layer_codes(self, layer_codes: Mapping[str, torch.Tensor]) -> Residuals:
-        """Δθ (factored, as :meth:`invert` returns it) from per-layer codes ``{target name: [B, hidden_dim]}``
-        (``InversionResult.layer_codes``, or the ``code.<name>`` entries of a compact codes file).
+        """Δθ (factored, as :meth:`invert` returns it) from per-layer codes ``{name: [B, passes * hidden_dim]}``
+        (``InversionResult.layer_codes``, or the ``code.<name>`` entries of a compact codes file; passes = 1 +
+        ``refinement_passes``, each pass's code after the previous one's).
 
         Raises:
             ValueError: names that are not exactly this model's targets, or codes of the wrong shape or non-finite.
@@ -457,7 +476,7 @@ class HyperInverter(PretrainedMixin, nn.Module):
             raise ValueError(f"per-layer codes for other layers than this model's targets (missing "
                              f"{[n[:60] for n in missing[:3]]}, unknown {[n[:60] for n in extra[:3]]}); they were "
                              "made by another model")
-        d = self.config.hidden_dim
+        d = self.config.hidden_dim * len(self.hypernets)  # every pass's code side by side
         batch = None
         out = {}
         for t in self.targets:
@@ -469,19 +488,28 @@ class HyperInverter(PretrainedMixin, nn.Module):
             if not torch.isfinite(code).all():
                 raise ValueError(f"the code of {t.name} holds NaN or infinite values")
             batch = code.shape[0]
-            reg = self.hypernet.weight_regressors[t.key]
-            with torch.no_grad():
-                f = reg.factored(code.to(device=reg.w1.device, dtype=reg.w1.dtype))
-            out[t.name] = f.with_h(f.h.float()).detach()
-        return Residuals(out)
+        passes = []
+        for k, hypernet in enumerate(self.hypernets):
+            one = {}
+            for t in self.targets:
+                reg = hypernet.weight_regressors[t.key]
+                code = layer_codes[t.name][:, k * self.config.hidden_dim:(k + 1) * self.config.hidden_dim]
+                with torch.no_grad():
+                    f = reg.factored(code.to(device=reg.w1.device, dtype=reg.w1.dtype))
+                one[t.name] = f.with_h(f.h.float()).detach()
+            passes.append(Residuals(one))
+        out = passes[0]
+        for k, more in enumerate(passes[1:], start=1):
+            out = add_residuals(out, more, self._factor_cache.setdefault(k, {}))
+        return out
 
     def codes_probe(self, count: int = 32) -> list[float]:
         """``count`` weights of the regressors' ``w1`` and ``w2`` (evenly spaced over all of them, 4
         significant digits): what turns per-layer codes into Δθ. Compact codes files record it, and loading
         them with another model is refused (:meth:`codes_probe_matches`); a float16 or bfloat16 copy of the
         same weights matches."""
-        tensors = [self.hypernet.weight_regressors[t.key].w1 for t in self.targets]
-        tensors += [self.hypernet.weight_regressors[t.key].w2 for t in self.targets]
+        tensors = [h.weight_regressors[t.key].w1 for h in self.hypernets for t in self.targets]
+        tensors += [h.weight_regressors[t.key].w2 for h in self.hypernets for t in self.targets]
         starts = [0]
         for t in tensors:
             starts.append(starts[-1] + t.numel())
@@ -503,36 +531,69 @@ class HyperInverter(PretrainedMixin, nn.Module):
         scale = max((abs(v) for v in mine), default=0.0)
         return all(math.isfinite(a) and abs(a - b) <= 2e-2 * abs(b) + 1e-3 * scale for a, b in zip(probe, mine))
 
-    def predict_deltas(self, x: torch.Tensor, image_w: torch.Tensor) -> Deltas:
-        """Δθ from the input and the phase-I image (both resized to the encoder input size)."""
+    def predict_deltas(self, x: torch.Tensor, image_w: torch.Tensor, ws: Optional[torch.Tensor] = None) -> Deltas:
+        """Δθ from the input and the phase-I image (both resized to the encoder input size).
+
+        ``ws`` ``[B, num_ws, w_dim]`` (the phase-I codes) is needed by a model with refinement passes, which
+        renders each pass's image for the next; it is ignored otherwise."""
         self.check_images(x)
         precision = self.effective_precision(x.device)
-        return self._predict_deltas(self._encoder_input(x), self._encoder_input(image_w), precision)
+        if self.refiners and ws is None:
+            raise ValueError(f"this model refines its residuals in {len(self.refiners)} more pass(es), which render "
+                             "with the phase-I codes: pass ws=")
+        return self._predict_deltas_and_codes(self._encoder_input(x), self._encoder_input(image_w), ws, precision)[0]
 
-    def _predict_deltas(self, x: torch.Tensor, image_w: torch.Tensor, precision: str = "fp32") -> Residuals:
-        return self._predict_deltas_and_codes(x, image_w, precision)[0]
+    @property
+    def hypernets(self) -> list[Hypernetwork]:
+        """The first pass's hypernetwork, then the refinement passes' (``refiners``)."""
+        return [self.hypernet, *self.refiners]
 
-    def _predict_deltas_and_codes(self, x: torch.Tensor, image_w: torch.Tensor, precision: str = "fp32"
-                                  ) -> tuple[Residuals, Optional[dict[str, torch.Tensor]]]:
-        """Factored Δθ and, in eval mode, the per-layer codes they are expanded from (None in training)."""
+    def _e2(self, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """E2's codes of each image batch: one pass over all of them with running statistics (eval mode, the same
+        result and faster); one pass per batch with BatchNorm batch statistics in training, as officially."""
+        if self.w_bar_encoder.training:
+            return tuple(self.w_bar_encoder(x) for x in images)
+        return self.w_bar_encoder(torch.cat(images)).chunk(len(images))
+
+    @staticmethod
+    def _run_hypernet(hypernet: Hypernetwork, image_codes: torch.Tensor, input_codes: torch.Tensor
+                      ) -> tuple[dict, Optional[torch.Tensor]]:
+        """Factored Δθ of one hypernetwork and, in eval mode, its codes ``[B, heads, D]`` (None in training)."""
+        if hypernet.training:
+            return hypernet(image_codes, input_codes, factored=True), None
+        codes = hypernet.codes(image_codes, input_codes)  # what Hypernetwork.forward does in eval mode
+        return {t.name: hypernet.weight_regressors[t.key].factored(codes[:, i])
+                for i, t in enumerate(hypernet.targets)}, codes
+
+    def _predict_deltas_and_codes(self, x: torch.Tensor, image_w: torch.Tensor, ws: Optional[torch.Tensor] = None,
+                                  precision: str = "fp32") -> tuple[Residuals, Optional[dict[str, torch.Tensor]]]:
+        """Factored Δθ and the per-layer codes it is expanded from (eval mode; None in training). ``x`` and
+        ``image_w`` are at the encoder input size; ``ws`` is needed with refinement passes.
+
+        Each refinement pass renders the previous Δθ without gradients (the next pass reads that image, as
+        HyperStyle's iterations do) and adds its hypernetwork's residual."""
         size = self.config.encoder_input_size
-        if image_w.shape[-2:] != (size, size):
-            image_w = F.interpolate(image_w, size=(size, size), mode="bilinear", align_corners=False)
-        layer_codes = None
+        fit = lambda im: im if im.shape[-2:] == (size, size) else F.interpolate(  # noqa: E731
+            im, size=(size, size), mode="bilinear", align_corners=False)
         with self._autocast(precision):
-            if self.w_bar_encoder.training:  # BatchNorm batch statistics: one pass per image set, as officially
-                input_codes, image_codes = self.w_bar_encoder(x), self.w_bar_encoder(image_w)
-            else:  # running statistics: one pass over both sets is the same and faster
-                input_codes, image_codes = self.w_bar_encoder(torch.cat([x, image_w])).chunk(2)
-            if self.hypernet.training:
-                factored = self.hypernet(image_codes, input_codes, factored=True)
-            else:  # what Hypernetwork.forward does in eval mode, keeping the codes [B, heads, D]
-                codes = self.hypernet.codes(image_codes, input_codes)
-                factored = {t.name: self.hypernet.weight_regressors[t.key].factored(codes[:, i])
-                            for i, t in enumerate(self.hypernet.targets)}
-                layer_codes = {t.name: codes[:, i].float() for i, t in enumerate(self.hypernet.targets)}
-        # Factors in float32 (the weights' own tensors when they are float32): the generator mixes them.
-        return Residuals({k: v.with_h(v.h.float()) for k, v in factored.items()}), layer_codes
+            input_codes, image_codes = self._e2(x, fit(image_w))
+            factored, codes = self._run_hypernet(self.hypernet, image_codes, input_codes)
+        deltas = Residuals({k: v.with_h(v.h.float()) for k, v in factored.items()})  # the generator mixes float32
+        all_codes = [codes]
+        for refiner in self.refiners:
+            with torch.no_grad():
+                image = self.render(ws, deltas, precision=precision)
+            with self._autocast(precision):
+                (image_codes,) = self._e2(fit(image))
+                factored, codes = self._run_hypernet(refiner, image_codes, input_codes)
+            deltas = add_residuals(deltas, Residuals({k: v.with_h(v.h.float()) for k, v in factored.items()}),
+                                   self._factor_cache.setdefault(len(all_codes), {}))
+            all_codes.append(codes)
+        layer_codes = None
+        if all(c is not None for c in all_codes):
+            both = torch.cat(all_codes, dim=-1).float()  # [B, heads, passes * D]
+            layer_codes = {t.name: both[:, i] for i, t in enumerate(self.hypernet.targets)}
+        return deltas, layer_codes
 
     def forward(self, x: torch.Tensor) -> InversionResult:
         """Invert ``x`` ``[B, 3, H, W]`` in [-1, 1] (any square size; resized for the encoders).
@@ -546,7 +607,7 @@ class HyperInverter(PretrainedMixin, nn.Module):
         ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)  # [B, num_ws, w_dim]: one code in W
         with torch.no_grad():
             image_w = self.render(ws, precision=precision)
-        deltas, layer_codes = self._predict_deltas_and_codes(x, image_w, precision)
+        deltas, layer_codes = self._predict_deltas_and_codes(x, image_w, ws, precision)
         image = self.render(ws, deltas, precision=precision)
         return InversionResult(w=w, ws=ws, deltas=deltas, image=image, image_w=image_w, layer_codes=layer_codes)
 
@@ -673,5 +734,8 @@ class HyperInverter(PretrainedMixin, nn.Module):
     def parameter_counts(self) -> dict[str, int]:
         """Elements per part (parameters and buffers), as the official manifests count them."""
         count = lambda m: sum(t.numel() for t in m.state_dict().values())  # noqa: E731
-        return {"w_encoder": count(self.w_encoder), "w_bar_encoder": count(self.w_bar_encoder),
-                "hypernet": count(self.hypernet), "generator": count(self.generator)}
+        counts = {"w_encoder": count(self.w_encoder), "w_bar_encoder": count(self.w_bar_encoder),
+                  "hypernet": count(self.hypernet), "generator": count(self.generator)}
+        if self.refiners:
+            counts["refiners"] = count(self.refiners)
+        return counts

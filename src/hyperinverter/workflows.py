@@ -71,8 +71,10 @@ def load_model(path: Union[str, Path], device, verbose: bool = True) -> HyperInv
     """A HyperInverter folder or shipped model name on ``device``; ``verbose`` prints one line about it."""
     model = HyperInverter.from_pretrained(path, device=device)
     if verbose:
+        passes = model.config.refinement_passes
+        more = f", {passes} refinement pass{'es' if passes > 1 else ''}" if passes else ""
         print(f"model: {path} ({model.resolution}px, hidden_dim {model.config.hidden_dim}, {len(model.targets)} "
-              f"target layers), device {device}")
+              f"target layers{more}), device {device}")
     return model
 
 

@@ -12,9 +12,10 @@ gives the dense tensor (built on demand, one layer at a time), ``raw()`` the sto
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence, Union
+from typing import Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -173,6 +174,49 @@ def cat_residuals(parts: Sequence[Mapping[str, Residual]]) -> Residuals:
             out[name] = first.with_h(torch.cat([v.h for v in values]))
         else:
             out[name] = torch.cat([as_dense(v) for v in values])
+    return Residuals(out)
+
+
+def add_residuals(a: Mapping[str, Residual], b: Mapping[str, Residual], cache: Optional[dict] = None) -> Residuals:
+    """``a + b`` per layer (the same layers, the same batch); factored entries stay factored.
+
+    ``h_a @ W2_a + b2_a + h_b @ W2_b + b2_b`` is one factored residual with ``h = [h_a, h_b]`` (rank ``D_a + D_b``),
+    ``W2 = [W2_a; W2_b]`` and ``b2 = b2_a + b2_b``: refinement passes add their residuals this way.
+
+    ``cache``: a dict kept by the caller (the model) for inference. The stacked ``W2``/``b2`` of a layer are then
+    built once and the same tensors are returned while the inputs are the same unchanged tensors, so results
+    of different calls share their factors (as single-pass results share the model's ``W2``): concatenation
+    and interpolation stay factored and cached codes do not each hold a copy. Not used where gradients flow
+    to a factor (training).
+    """
+    ra, rb = raw_items(a), raw_items(b)
+    if set(ra) != set(rb):
+        raise ValueError("the two residuals are for different layers")
+    out = {}
+    for name, va in ra.items():
+        vb = rb[name]
+        if not (isinstance(va, LowRankResidual) and isinstance(vb, LowRankResidual)):
+            out[name] = as_dense(va) + as_dense(vb)
+            continue
+        assert va.param_shape == vb.param_shape and va.h.shape[0] == vb.h.shape[0], name
+        dtype = va.h.dtype
+        factors = (va.w2, vb.w2, va.b2, vb.b2)
+        # storage, version counter, dtype, device, shape: a detached view of the same weight is the same key
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device, t.shape) for t in factors) + (dtype,)
+        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in factors)
+        hit = None if cache is None or needs_grad else cache.get(name)
+        if hit is not None and hit[0] == key:
+            w2, b2 = hit[2], hit[3]
+        else:
+            keep = cache is not None and not needs_grad
+            # a kept entry is an ordinary tensor even when built under inference_mode (usable later with autograd)
+            with torch.inference_mode(False) if keep else contextlib.nullcontext(), \
+                    torch.no_grad() if keep else contextlib.nullcontext():
+                w2 = torch.cat([va.w2.to(dtype), vb.w2.to(dtype)])
+                b2 = va.b2.to(dtype) + vb.b2.to(dtype)
+            if keep:
+                cache[name] = (key, factors, w2, b2)  # the inputs are held: their storage is not reused
+        out[name] = LowRankResidual(torch.cat([va.h, vb.h.to(dtype)], dim=-1), w2, b2, va.param_shape)
     return Residuals(out)
 
 

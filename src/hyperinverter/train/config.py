@@ -176,6 +176,11 @@ class HypernetTrainConfig:
     init: Optional[str] = None  # A HyperInverter model folder (same architecture) whose E2 and hypernetworks to
     #                             start from, e.g. the model of an earlier generator of the domain.
     lr_schedule: list = field(default_factory=list)  # [[step, lr], ...]: lr from each step on (piecewise).
+    refinement_passes: int = 0  # Hypernetwork passes after the first (HyperInverterConfig.refinement_passes). A pass
+    #                             that init lacks starts as a copy of the first pass's hypernetwork whose output
+    #                             factor (w2, b2) is zero, so the model starts as init does.
+    train_first_pass: bool = True  # false: E2 and the first pass's hypernetwork stay as init has them (frozen, eval
+    #                                mode) and only the refinement passes learn (refiners added to a trained model).
 
 
 TRAIN_CONFIGS = {"gan": GanTrainConfig, "gan-teacher": GanTeacherTrainConfig, "w-encoder": WEncoderTrainConfig,

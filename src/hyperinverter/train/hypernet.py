@@ -22,13 +22,16 @@ class _TrainablePath(nn.Module):
 
     This is what DDP wraps: its parameters and buffers are exactly the trained ones (E2's BatchNorm statistics
     among them), while E1 and the generator, frozen and loaded from the same files on every process, stay
-    outside (no per-forward broadcast of their buffers). The state_dict keys of the two submodules are unchanged.
+    outside (no per-forward broadcast of their buffers). The state_dict keys of the submodules are unchanged.
+    With ``train_first_pass=false`` E2 and the first hypernetwork are frozen too (DDP skips parameters without
+    gradients).
     """
 
     def __init__(self, model: HyperInverter):
         super().__init__()
         self.w_bar_encoder = model.w_bar_encoder
         self.hypernet = model.hypernet
+        self.refiners = model.refiners
         object.__setattr__(self, "model", model)  # not registered: no second path to the frozen networks
 
     def forward(self, x: torch.Tensor):
@@ -48,22 +51,24 @@ class HypernetTrainer(Trainer):
                                 f"takes {G.w_dim}")
         e2 = {"num_slots": G.num_ws, **cfg.layer_encoder}  # default trunk: IR-SE-50 (LayerWiseEncoderConfig)
         self.model = HyperInverter.from_generator(G, E1.config, e2, hidden_dim=cfg.hidden_dim, targets=cfg.targets,
-                                                  encoder_input_size=cfg.encoder_input_size)
+                                                  encoder_input_size=cfg.encoder_input_size,
+                                                  refinement_passes=cfg.refinement_passes)
         self.model.w_encoder.load_state_dict(E1.state_dict())
         if cfg.init:  # a warm start of E2 and the hypernetworks (a resume, when there is a checkpoint, overrides it)
-            src = HyperInverter.from_pretrained(cfg.init)
-            for name in ("w_bar_encoder", "hypernet"):
-                mine, theirs = getattr(self.model, name).state_dict(), getattr(src, name).state_dict()
-                if {k: v.shape for k, v in mine.items()} != {k: v.shape for k, v in theirs.items()}:
-                    raise TrainingError(f"{cfg.init}: its {name} has another architecture than this run's "
-                                        f"(init needs the same layer_encoder, hidden_dim and targets)")
-                getattr(self.model, name).load_state_dict({k: v.float() for k, v in theirs.items()})
+            self._load_init(cfg.init)
+        elif not cfg.train_first_pass:
+            raise TrainingError("train_first_pass=false keeps E2 and the first hypernetwork as they are: give init= "
+                                "(the trained model to add refinement passes to)")
         self.model.w_encoder.requires_grad_(False)
+        if not cfg.train_first_pass:
+            self.model.w_bar_encoder.requires_grad_(False)
+            self.model.hypernet.requires_grad_(False)
         self.model.w_bar_encoder = self.sync_batchnorm(self.model.w_bar_encoder)  # multi-GPU: global batch stats
         self.model.to(self.device)
         self._train_mode()
         self.resolution = self.model.resolution
-        self.trainable = [p for m in (self.model.w_bar_encoder, self.model.hypernet) for p in m.parameters()]
+        self.trainable = [p for m in (self.model.w_bar_encoder, self.model.hypernet, self.model.refiners)
+                          for p in m.parameters() if p.requires_grad]
         # Training forward passes go through `train_path` (DDP in a multi-process run: rank 0's E2 and hypernetwork
         # weights broadcast now, gradients averaged in buckets during backward); E1 and G come from files.
         self.train_path = self.data_parallel(_TrainablePath(self.model))
@@ -80,12 +85,38 @@ class HypernetTrainer(Trainer):
             self.broadcast_parameters(self.D)
             self.d_opt = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr)
 
+    def _load_init(self, path: str) -> None:
+        """E2 and the hypernetworks of the model at ``path``; refinement passes it lacks start as copies of its
+        first hypernetwork with a zero output factor (their residual is zero: the model starts as ``path``'s)."""
+        src = HyperInverter.from_pretrained(path)
+        if len(src.refiners) > len(self.model.refiners):
+            raise TrainingError(f"{path}: it has {len(src.refiners)} refinement pass(es), this run "
+                                f"{len(self.model.refiners)} (refinement_passes=)")
+        pairs = [("w_bar_encoder", self.model.w_bar_encoder, src.w_bar_encoder), ("hypernet", self.model.hypernet,
+                                                                                   src.hypernet)]
+        pairs += [(f"refiners.{k}", self.model.refiners[k], src.refiners[k] if k < len(src.refiners) else None)
+                  for k in range(len(self.model.refiners))]
+        for name, mine, theirs in pairs:
+            state = (theirs or src.hypernet).state_dict()
+            if {k: v.shape for k, v in mine.state_dict().items()} != {k: v.shape for k, v in state.items()}:
+                raise TrainingError(f"{path}: its {name} has another architecture than this run's "
+                                    f"(init needs the same layer_encoder, hidden_dim and targets)")
+            state = {k: v.float() for k, v in state.items()}
+            if theirs is None:  # a new refinement pass: zero residual at the start
+                state = {k: (torch.zeros_like(v) if k.endswith((".w2", ".b2")) else v) for k, v in state.items()}
+            mine.load_state_dict(state)
+
     def _train_mode(self) -> None:
         self.model.train()
         self.model.w_encoder.eval()  # frozen E1: BatchNorm keeps its running statistics
+        if not self.config.train_first_pass:  # frozen E2 and first pass: running statistics, the eval paths
+            self.model.w_bar_encoder.eval()
+            self.model.hypernet.eval()
 
     def modules(self):
         mods = {"w_bar_encoder": self.model.w_bar_encoder, "hypernet": self.model.hypernet, "opt": self.opt}
+        if len(self.model.refiners):
+            mods["refiners"] = self.model.refiners
         if self.D is not None:
             mods.update({"D": self.D, "d_opt": self.d_opt})
         return mods

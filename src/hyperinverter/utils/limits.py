@@ -52,6 +52,7 @@ CONFIG_LIMITS: dict[str, int] = {
     "mbstd_group_size": 1024,
     "mbstd_num_channels": 64,
     "hidden_dim": 1024,
+    "refinement_passes": 8,
     "num_slots": 64,
     "style_channels": 4096,
     "encoder_input_size": 4096,

@@ -187,7 +187,7 @@ class FaceVideoEditor:
             w = self.model.encode_w(x)
             ws = w.unsqueeze(1).repeat(1, self.model.num_ws, 1)
             image_w = self.model.render(ws)
-            deltas = self.model.predict_deltas(x, image_w)
+            deltas = self.model.predict_deltas(x, image_w, ws)
             for it, codes in zip(part, self.factors.split(ws, deltas)):
                 it.codes, it.crop = codes, None
 

@@ -36,7 +36,7 @@ GAN2_STEPS="${GAN2_STEPS:-3822}"
 W_CODE_STEPS="${W_CODE_STEPS:-3000}"
 W_STEPS="${W_STEPS:-3500}"
 HYPER_STEPS="${HYPER_STEPS:-10000}"
-REFINE_STEPS="${REFINE_STEPS:-7500}"
+REFINE_STEPS="${REFINE_STEPS:-9000}"
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(data gan w hyper refine pack)
 MODEL=runs/$HYPER/model  # what pack exports: the refined model where the refine stage made one
@@ -86,11 +86,11 @@ if has hyper; then
 fi
 if has refine && [ "$DEMO" = faces64 ]; then
   # a second hypernetwork pass (README "A refinement pass"): it reads E2's codes of the first pass's image and of
-  # the input and adds its residual; it starts at zero (the model is the hyper stage's) and trains with E2 and the
-  # first pass, at a lower rate
+  # the input and adds its residual. It starts at zero (the model is the hyper stage's) and trains alone: E2 and
+  # the first pass stay as they are (training them too, at 3e-4, first set the model back by 0.3 dB)
   $HI train hypernet -c $HYPER $(resume runs/${HYPER}_refine) run.out_dir=runs/${HYPER}_refine \
-    init=runs/$HYPER/model refinement_passes=1 run.steps="$REFINE_STEPS" lr=0.0003 \
-    "lr_schedule=[[4000, 0.00015], [6000, 0.00005]]" run.val_images=64 run.max_minutes="${REFINE_MINUTES:-0}" \
+    init=runs/$HYPER/model refinement_passes=1 train_first_pass=false run.steps="$REFINE_STEPS" lr=0.0005 \
+    "lr_schedule=[[5000, 0.00015], [7500, 0.00005]]" run.val_images=64 run.max_minutes="${REFINE_MINUTES:-0}" \
     ${REFINE_ARGS:-}
 fi
 if has pack; then

@@ -92,12 +92,12 @@ class HypernetTrainer(Trainer):
         if len(src.refiners) > len(self.model.refiners):
             raise TrainingError(f"{path}: it has {len(src.refiners)} refinement pass(es), this run "
                                 f"{len(self.model.refiners)} (refinement_passes=)")
-        pairs = [("w_bar_encoder", self.model.w_bar_encoder, src.w_bar_encoder), ("hypernet", self.model.hypernet,
-                                                                                   src.hypernet)]
+        pairs = [("w_bar_encoder", self.model.w_bar_encoder, src.w_bar_encoder),
+                 ("hypernet", self.model.hypernet, src.hypernet)]
         pairs += [(f"refiners.{k}", self.model.refiners[k], src.refiners[k] if k < len(src.refiners) else None)
                   for k in range(len(self.model.refiners))]
         for name, mine, theirs in pairs:
-            state = (theirs or src.hypernet).state_dict()
+            state = (theirs if theirs is not None else src.hypernet).state_dict()
             if {k: v.shape for k, v in mine.state_dict().items()} != {k: v.shape for k, v in state.items()}:
                 raise TrainingError(f"{path}: its {name} has another architecture than this run's "
                                     f"(init needs the same layer_encoder, hidden_dim and targets)")

@@ -266,6 +266,19 @@ def test_refinement_passes_added_to_a_trained_model(folder, generator_dir, tmp_p
             assert torch.equal(mine[k], v), (name, k)
     assert any(r.w2.abs().max() > 0 for r in refined.refiners[0].weight_regressors.values())
     assert refined.invert(x).image.shape == (4, 3, 16, 16)
+    # the whole model fine-tuned: E2 and the first pass at a tenth of the rate, E2's BatchNorm on its running
+    # statistics (its weights move, its statistics do not)
+    joint, _ = _train("hypernet", rest + [f"init={tmp_path / 'r' / 'model'}", "refinement_passes=1", "run.steps=3",
+                                          "lr=0.002", "first_pass_lr_scale=0.1", "e2_batchnorm=running",
+                                          f"run.out_dir={tmp_path / 'j'}"])
+    assert [g["lr"] for g in joint.opt.param_groups] == pytest.approx([0.0002, 0.002])
+    tuned = HyperInverter.from_pretrained(tmp_path / "j" / "model").w_bar_encoder.state_dict()
+    before = refined.w_bar_encoder.state_dict()
+    assert all(torch.equal(tuned[k], v) for k, v in before.items() if "running" in k or "num_batches" in k)
+    assert any(not torch.equal(tuned[k], v) for k, v in before.items() if k.endswith("weight"))
+    for bad in ("first_pass_lr_scale=0", "e2_batchnorm=frozen"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            load_train_config("hypernet", None, rest + [bad])
     with pytest.raises(TrainingError, match="give init="):
         _train("hypernet", rest + ["refinement_passes=1", "train_first_pass=false", f"run.out_dir={tmp_path / 'r2'}"])
     with pytest.raises(TrainingError, match=r"1 refinement pass\(es\), this run 0"):

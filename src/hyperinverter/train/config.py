@@ -181,6 +181,11 @@ class HypernetTrainConfig:
     #                             factor (w2, b2) is zero, so the model starts as init does.
     train_first_pass: bool = True  # false: E2 and the first pass's hypernetwork stay as init has them (frozen, eval
     #                                mode) and only the refinement passes learn (refiners added to a trained model).
+    first_pass_lr_scale: float = 1.0  # Rate of E2 and the first hypernetwork relative to lr (and to lr_schedule's
+    #                                   rates) when they train along with refinement passes: fine-tune them gently.
+    e2_batchnorm: str = "batch"  # "batch": E2's BatchNorm normalises with each batch's statistics in training
+    #                              (official); "running": with its running statistics, as at inference, while its
+    #                              weights still learn (a fine-tune on a few images per process).
 
 
 TRAIN_CONFIGS = {"gan": GanTrainConfig, "gan-teacher": GanTeacherTrainConfig, "w-encoder": WEncoderTrainConfig,
@@ -367,6 +372,10 @@ def validate(config: Any) -> None:
         problems += _schedule_problems("g_lr_schedule", config.g_lr_schedule)
     if isinstance(config, HypernetTrainConfig):
         problems += _schedule_problems("lr_schedule", config.lr_schedule)
+        if not config.first_pass_lr_scale > 0:
+            problems.append(f"first_pass_lr_scale must be > 0, got {config.first_pass_lr_scale}")
+        if config.e2_batchnorm not in ("batch", "running"):
+            problems.append(f"e2_batchnorm must be 'batch' or 'running', got {config.e2_batchnorm!r}")
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
 

@@ -67,12 +67,19 @@ class HypernetTrainer(Trainer):
         self.model.to(self.device)
         self._train_mode()
         self.resolution = self.model.resolution
-        self.trainable = [p for m in (self.model.w_bar_encoder, self.model.hypernet, self.model.refiners)
-                          for p in m.parameters() if p.requires_grad]
+        first = [p for m in (self.model.w_bar_encoder, self.model.hypernet) for p in m.parameters() if p.requires_grad]
+        refiners = [p for p in self.model.refiners.parameters() if p.requires_grad]
+        self.trainable = first + refiners
         # Training forward passes go through `train_path` (DDP in a multi-process run: rank 0's E2 and hypernetwork
         # weights broadcast now, gradients averaged in buckets during backward); E1 and G come from files.
         self.train_path = self.data_parallel(_TrainablePath(self.model))
-        self.opt = torch.optim.Adam(self.trainable, lr=cfg.lr)
+        # one group per rate: E2 with the first hypernetwork (first_pass_lr_scale when refinement passes train
+        # with them), then the refinement passes; the scales stay out of the optimiser state (a resume applies
+        # the config's)
+        scale = cfg.first_pass_lr_scale if refiners else 1.0
+        groups = [(ps, sc) for ps, sc in ((first, scale), (refiners, 1.0)) if ps]
+        self._lr_scales = [sc for _, sc in groups]
+        self.opt = torch.optim.Adam([{"params": ps} for ps, _ in groups], lr=cfg.lr)
         self.loss = ReconstructionLoss(cfg.losses).to(self.device)
         self.D = None
         if cfg.losses.adv > 0:
@@ -112,6 +119,8 @@ class HypernetTrainer(Trainer):
         if not self.config.train_first_pass:  # frozen E2 and first pass: running statistics, the eval paths
             self.model.w_bar_encoder.eval()
             self.model.hypernet.eval()
+        elif self.config.e2_batchnorm == "running":  # E2 learns, normalising with its running statistics
+            self.model.w_bar_encoder.eval()
 
     def modules(self):
         mods = {"w_bar_encoder": self.model.w_bar_encoder, "hypernet": self.model.hypernet, "opt": self.opt}
@@ -135,8 +144,8 @@ class HypernetTrainer(Trainer):
 
     def on_step_start(self) -> None:
         lr = scheduled_lr(self.config.lr, self.config.lr_schedule, self.step)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
+        for group, scale in zip(self.opt.param_groups, self._lr_scales):
+            group["lr"] = lr * scale
         if self.adversarial_on and self.config.batch_size_with_adv:
             self.set_batch_size(self.config.batch_size_with_adv)
 

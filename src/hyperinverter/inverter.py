@@ -578,7 +578,8 @@ class HyperInverter(PretrainedMixin, nn.Module):
         with self._autocast(precision):
             input_codes, image_codes = self._e2(x, fit(image_w))
             factored, codes = self._run_hypernet(self.hypernet, image_codes, input_codes)
-        deltas = Residuals({k: v.with_h(v.h.float()) for k, v in factored.items()})  # the generator mixes float32
+        as_float = lambda f: Residuals({k: v.with_h(v.h.float()) for k, v in f.items()})  # noqa: E731  G mixes fp32
+        deltas = as_float(factored)
         all_codes = [codes]
         for refiner in self.refiners:
             with torch.no_grad():
@@ -586,8 +587,7 @@ class HyperInverter(PretrainedMixin, nn.Module):
             with self._autocast(precision):
                 (image_codes,) = self._e2(fit(image))
                 factored, codes = self._run_hypernet(refiner, image_codes, input_codes)
-            deltas = add_residuals(deltas, Residuals({k: v.with_h(v.h.float()) for k, v in factored.items()}),
-                                   self._factor_cache.setdefault(len(all_codes), {}))
+            deltas = add_residuals(deltas, as_float(factored), self._factor_cache.setdefault(len(all_codes), {}))
             all_codes.append(codes)
         layer_codes = None
         if all(c is not None for c in all_codes):

@@ -12,7 +12,6 @@ gives the dense tensor (built on demand, one layer at a time), ``raw()`` the sto
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Optional, Sequence, Union
@@ -201,21 +200,19 @@ def add_residuals(a: Mapping[str, Residual], b: Mapping[str, Residual], cache: O
         assert va.param_shape == vb.param_shape and va.h.shape[0] == vb.h.shape[0], name
         dtype = va.h.dtype
         factors = (va.w2, vb.w2, va.b2, vb.b2)
-        # storage, version counter, dtype, device, shape: a detached view of the same weight is the same key
-        key = tuple((t.data_ptr(), t._version, t.dtype, t.device, t.shape) for t in factors) + (dtype,)
-        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in factors)
-        hit = None if cache is None or needs_grad else cache.get(name)
-        if hit is not None and hit[0] == key:
-            w2, b2 = hit[2], hit[3]
+        stack = lambda: (torch.cat([va.w2.to(dtype), vb.w2.to(dtype)]),  # noqa: E731
+                         va.b2.to(dtype) + vb.b2.to(dtype))
+        if cache is None or (torch.is_grad_enabled() and any(t.requires_grad for t in factors)):
+            w2, b2 = stack()
         else:
-            keep = cache is not None and not needs_grad
-            # a kept entry is an ordinary tensor even when built under inference_mode (usable later with autograd)
-            with torch.inference_mode(False) if keep else contextlib.nullcontext(), \
-                    torch.no_grad() if keep else contextlib.nullcontext():
-                w2 = torch.cat([va.w2.to(dtype), vb.w2.to(dtype)])
-                b2 = va.b2.to(dtype) + vb.b2.to(dtype)
-            if keep:
-                cache[name] = (key, factors, w2, b2)  # the inputs are held: their storage is not reused
+            # storage, version counter, dtype, device, shape: a detached view of the same weight is the same key
+            key = tuple((t.data_ptr(), t._version, t.dtype, t.device, t.shape) for t in factors) + (dtype,)
+            hit = cache.get(name)
+            if hit is None or hit[0] != key:
+                # an ordinary tensor even when built under inference_mode (usable later with autograd)
+                with torch.inference_mode(False), torch.no_grad():
+                    hit = cache[name] = (key, factors, *stack())  # the inputs are held: their storage is not reused
+            w2, b2 = hit[2], hit[3]
         out[name] = LowRankResidual(torch.cat([va.h, vb.h.to(dtype)], dim=-1), w2, b2, va.param_shape)
     return Residuals(out)
 

@@ -115,6 +115,21 @@ def test_latent_codes_are_the_generators_codes_with_exact_labels(model_dir, caps
     assert not (tmp_path / "g").exists()
 
 
+def test_fit_portraits_strength_sigmas(tmp_path, model_dir, capsys):
+    base = ["directions", "fit-portraits", "--model", str(model_dir), "--count", "20", "--attributes", "yaw",
+            "--device", "cpu", "-o"]
+    assert main(base + [str(tmp_path / "s2")]) == 0
+    assert main(base + [str(tmp_path / "s3"), "--strength-sigmas", "3"]) == 0
+    s2, s3 = (json.loads((tmp_path / f / "yaw.json").read_text()) for f in ("s2", "s3"))
+    assert s3["strength"] == pytest.approx(1.5 * s2["strength"], rel=1e-6)
+    assert s3["description"]["strength_sigmas"] == 3 and s2["description"]["strength_sigmas"] == 2
+    capsys.readouterr()
+    assert main(base + [str(tmp_path / "s0"), "--strength-sigmas", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--strength-sigmas must be > 0" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s0").exists()
+
+
 def test_encode_portraits_shapes(model_dir):
     model = HyperInverter.from_pretrained(model_dir)
     data = encode_portraits(model, 5, batch_size=2)

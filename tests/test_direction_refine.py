@@ -105,6 +105,16 @@ def test_directions_refine_command(tmp_path, capsys):
     meta = json.loads((out / "smile.json").read_text())
     assert meta["description"]["refined"]["inversions"] == 8 and "training-split portraits" in meta["source"]
     assert float(refined.vector.norm()) == pytest.approx(1.0, abs=1e-5)
+    # --strength-sigmas scales the default strength (no steps: the start's direction, measured on the same codes)
+    for sigmas, folder in ((None, "s2"), ("4", "s4")):
+        extra = ["--steps", "0"] + (["--strength-sigmas", sigmas] if sigmas else [])
+        assert main(args[:-1] + [str(tmp_path / folder)] + extra) == 0
+    s2, s4 = (json.loads((tmp_path / f / "smile.json").read_text())["strength"] for f in ("s2", "s4"))
+    assert s4 == pytest.approx(2 * s2, rel=1e-5) and s2 > 0
+    capsys.readouterr()
+    assert main(args[:-1] + [str(tmp_path / "s_bad"), "--strength-sigmas", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "strength_sigmas must be > 0" in err and len(err.strip().splitlines()) == 1, err
     # never over its start files (even with --overwrite), never over earlier outputs without --overwrite
     for extra, message in ((["-o", str(model_dir / "directions"), "--overwrite"], "input"), ([], "exist already")):
         capsys.readouterr()

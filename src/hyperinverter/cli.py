@@ -431,6 +431,8 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
     from .checkpoints import CONFIG_NAME, WEIGHTS_NAME
     from .utils.outputs import OutputPlan, check_writable
 
+    if not args.strength_sigmas > 0:
+        raise ValueError(f"--strength-sigmas must be > 0, got {args.strength_sigmas}")
     model_dir = resolve(args.model)
     attributes = args.attributes or list(DEMO_ATTRIBUTES)
     out = Path(args.output) if args.output else model_dir / "directions"
@@ -450,6 +452,7 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
         with tqdm(total=args.count, unit="img", desc="render + encode") as bar:
             data = encode_portraits(model, args.count, progress=bar.update, framing=framing)
     for direction, report in fit_portrait_directions(data, attributes, method=args.method,
+                                                     strength_sigmas=args.strength_sigmas,
                                                      conditional=args.conditional):
         if report["holdout_accuracy"] < args.min_accuracy:  # a direction that W does not hold: not shipped
             # an earlier file of it (only there with --overwrite, which the plan checked) would outlive the
@@ -483,7 +486,7 @@ def _refine_directions(args: argparse.Namespace) -> int:
     start_dir = Path(args.directions) if args.directions else model_dir / "directions"
     out = Path(args.output)
     given = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "target_change": args.target_change,
-             "seed": args.seed}
+             "seed": args.seed, "strength_sigmas": args.strength_sigmas}
     config = DirectionRefineConfig(**{k: v for k, v in given.items() if v is not None}).check()
     names = args.attributes
     # before any work: the start files are inputs (never written over), the outputs need --overwrite to replace
@@ -774,6 +777,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--conditional", action="store_true",
                    help="make each direction orthogonal to the linear read-outs of every other attribute "
                         "(InterFaceGAN's conditional manipulation): edits that move the others less")
+    q.add_argument("--strength-sigmas", type=float, default=2.0,
+                   help="each direction's default strength: this many standard deviations of the codes along it "
+                        "(default 2; an attribute drawn on few pixels, such as a smile, may want more)")
     q = dsub.add_parser("refine", help="refine directions on inversions of training images: gradient steps through "
                                        "the generator, residuals kept, that raise an attribute regressor's reading "
                                        "of the edited attribute and move the others less")
@@ -798,6 +804,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--target-change", type=float, default=None,
                    help="the target change to keep or reach, on the regressor's common scale (default: the start "
                         "direction's own); the steps then lower the entanglement")
+    q.add_argument("--strength-sigmas", type=float, default=None,
+                   help="the refined direction's default strength: this many standard deviations of the "
+                        "inversions' codes along it (default 2)")
     q.add_argument("--seed", type=int, default=0, help="seed of the hold-out split and the batches")
     q.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     q.add_argument("--overwrite", action="store_true", help="replace direction files already in --output")

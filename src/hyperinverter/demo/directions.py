@@ -165,6 +165,7 @@ def fit_portrait_directions(data: LabelledCodes, attributes: Sequence[str] = DEM
             "attribute": attribute,
             "attribute_definition": DERIVED_ATTRIBUTES.get(attribute, (attribute,))[0],
             "projection_std": spread,
+            "strength_sigmas": strength_sigmas,
             **{k: v for k, v in report.items() if isinstance(v, (int, float)) or v is None},
         })
         out.append((direction, report))

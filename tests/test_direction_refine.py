@@ -111,6 +111,16 @@ def test_directions_refine_command(tmp_path, capsys):
         assert main(args[:-1] + [str(tmp_path / folder)] + extra) == 0
     s2, s4 = (json.loads((tmp_path / f / "smile.json").read_text())["strength"] for f in ("s2", "s4"))
     assert s4 == pytest.approx(2 * s2, rel=1e-5) and s2 > 0
+    # --entangled: only those attributes' movement is entanglement (the edited one is left out of it)
+    assert main(args[:-1] + [str(tmp_path / "e1"), "--steps", "0", "--entangled", "smile", "yaw"]) == 0
+    e1, e2 = (json.loads((tmp_path / f / "smile.json").read_text())["description"]["refined"] for f in ("e1", "s2"))
+    assert e1["entangled"] == ["yaw"] and e2["entangled"] == ["yaw", "glasses"]
+    assert e1["start"]["target_change"] == pytest.approx(e2["start"]["target_change"], rel=1e-5)
+    assert e1["start"]["entanglement"] != pytest.approx(e2["start"]["entanglement"], rel=1e-3)
+    capsys.readouterr()
+    assert main(args[:-1] + [str(tmp_path / "e_bad"), "--entangled", "nose"]) == 2
+    err = capsys.readouterr().err
+    assert "does not predict ['nose']" in err and len(err.strip().splitlines()) == 1, err
     capsys.readouterr()
     assert main(args[:-1] + [str(tmp_path / "s_bad"), "--strength-sigmas", "-1"]) == 2
     err = capsys.readouterr().err

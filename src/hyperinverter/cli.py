@@ -503,7 +503,7 @@ def _refine_directions(args: argparse.Namespace) -> int:
     device = choose_device(args.device)
     model = HyperInverter.from_pretrained(model_dir, device=device).requires_grad_(False)
     regressor = AttributeRegressor.from_pretrained(args.regressor).to(device).eval().requires_grad_(False)
-    unknown = [n for n in names if n not in regressor.attributes]
+    unknown = [n for n in names + (args.entangled or []) if n not in regressor.attributes]
     if unknown:
         raise ValueError(f"{args.regressor}: the regressor does not predict {unknown} (it predicts "
                          f"{', '.join(regressor.attributes)})")
@@ -518,14 +518,18 @@ def _refine_directions(args: argparse.Namespace) -> int:
     deltas = cat_residuals([p.deltas for p in parts]).clone()
     render = lambda w, index: model.render(w, deltas.select(index))  # noqa: E731
     for name in names:
+        # the columns the loss reads: the edited attribute first, then those whose movement is entanglement
+        others = [a for a in (args.entangled or regressor.attributes) if a != name]
+        columns = [regressor.attributes.index(a) for a in [name] + others]
+        predict = lambda x, c=columns: regressor.predict_normalized(x)[:, c]  # noqa: E731
         direction, report = refine_direction(
-            directions[name], ws, ws[:, 0], render, regressor.predict_normalized,
-            regressor.attributes.index(name), config,
+            directions[name], ws, ws[:, 0], render, predict, 0, config,
             progress=lambda step, m: print(f"  {name} step {step}: target change {m['target_change']:.4f}, "
                                            f"entanglement {m['entanglement']:.4f}", flush=True))
         summary = {k: v for k, v in report.items() if k != "history"}
         direction.description.update({"refined": {**summary, "regressor": str(args.regressor),
-                                                  "images": what, "start_file": starts[name].name}})
+                                                  "entangled": others, "images": what,
+                                                  "start_file": starts[name].name}})
         direction.description["source"] = (direction.description.get("source", "") +
                                            f"; refined on {len(images)} inversions ({what})").lstrip("; ")
         path = save_direction(direction, out)
@@ -804,6 +808,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--target-change", type=float, default=None,
                    help="the target change to keep or reach, on the regressor's common scale (default: the start "
                         "direction's own); the steps then lower the entanglement")
+    q.add_argument("--entangled", nargs="+", default=None, metavar="ATTRIBUTE",
+                   help="the regressor attributes whose movement counts as entanglement (default: all its "
+                        "others; name those a user would call side effects, e.g. leave out the background)")
     q.add_argument("--strength-sigmas", type=float, default=None,
                    help="the refined direction's default strength: this many standard deviations of the "
                         "inversions' codes along it (default 2)")

@@ -4,18 +4,19 @@
 # -> directions -> float16 export into the package.
 #
 #   bash scripts/train_demo.sh                 # every stage
-#   bash scripts/train_demo.sh w hyper pack    # some stages (data gan w hyper refine pack; refine: faces64)
+#   bash scripts/train_demo.sh w hyper pack    # some stages (data gan w hyper refine tune pack; refine and
+#                                              # tune: faces64)
 #   DEMO=faces64 bash scripts/train_demo.sh    # which model (portraits64: head and shoulders; faces64: the
 #                                              # face fills the frame, aligned); presets <stage>_<DEMO>.yaml
 #
 # Each training stage resumes from its checkpoint when there is one, so running the script again
 # continues where it stopped. Wall-time budgets per stage (minutes, 0 = the preset's step count):
-#   GAN_MINUTES, W_MINUTES, HYPER_MINUTES, REFINE_MINUTES.  Extra key=value overrides: GAN_ARGS, W_ARGS,
-#   HYPER_ARGS, REFINE_ARGS.
+#   GAN_MINUTES, W_MINUTES, HYPER_MINUTES, REFINE_MINUTES, TUNE_MINUTES.  Extra key=value overrides: GAN_ARGS,
+#   W_ARGS, HYPER_ARGS, REFINE_ARGS, TUNE_ARGS.
 # Step counts of the shipped model (README "The demo model" says what they took on which machine):
 #   GAN_STEPS, GAN2_STEPS (faces64's second GAN stage: smiles), W_CODE_STEPS (phase I on codes only),
-#   W_STEPS (in all), HYPER_STEPS, REFINE_STEPS (faces64's refinement pass). GAN2_MINUTES: the second GAN
-#   stage's budget.
+#   W_STEPS (in all), HYPER_STEPS, REFINE_STEPS (faces64's refinement pass), TUNE_STEPS (faces64's fine-tune of
+#   E2 and both passes on the squared error). GAN2_MINUTES: the second GAN stage's budget.
 # On a GPU leave the budgets at 0 and raise the step counts (scripts/gpu_demo.sh: the whole recipe in one
 # call of the device tool). PAIRS_COUNT: (z, image) pairs to render (40000); WORKERS: rendering processes (2).
 set -euo pipefail
@@ -37,10 +38,11 @@ W_CODE_STEPS="${W_CODE_STEPS:-3000}"
 W_STEPS="${W_STEPS:-3500}"
 HYPER_STEPS="${HYPER_STEPS:-10000}"
 REFINE_STEPS="${REFINE_STEPS:-9000}"
+TUNE_STEPS="${TUNE_STEPS:-3500}"
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(data gan w hyper refine pack)
-MODEL=runs/$HYPER/model  # what pack exports: the refined model where the refine stage made one
-[ "$DEMO" = faces64 ] && MODEL=runs/${HYPER}_refine/model
+[ ${#stages[@]} -eq 0 ] && stages=(data gan w hyper refine tune pack)
+MODEL=runs/$HYPER/model  # what pack exports: faces64's is the tune stage's (refinement pass, then fine-tune)
+[ "$DEMO" = faces64 ] && MODEL=runs/${HYPER}_tune/model
 has() { local s; for s in "${stages[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 resume() { [ -f "$1/checkpoints/latest.pt" ] && echo --resume || true; }
 step_of() { [ -f "$1/log.txt" ] && tail -1 "$1/log.txt" | sed -n 's/^step=\([0-9]*\).*/\1/p' || echo 0; }
@@ -93,6 +95,15 @@ if has refine && [ "$DEMO" = faces64 ]; then
     "lr_schedule=[[5000, 0.00015], [7500, 0.00005]]" run.val_images=64 run.max_minutes="${REFINE_MINUTES:-0}" \
     ${REFINE_ARGS:-}
 fi
+if has tune && [ "$DEMO" = faces64 ]; then
+  # everything but E1 and the generator fine-tuned together on the squared error alone (README "Fine-tuning on
+  # the squared error"): E2 and the first pass at half the rate of the refinement pass, E2's BatchNorm on its
+  # running statistics (a few images per process make noisy batch statistics)
+  $HI train hypernet -c $HYPER $(resume runs/${HYPER}_tune) run.out_dir=runs/${HYPER}_tune \
+    init=runs/${HYPER}_refine/model refinement_passes=1 first_pass_lr_scale=0.5 e2_batchnorm=running \
+    losses.grad=0 losses.attr=0 lr=0.0001 "lr_schedule=[[2600, 0.00003]]" run.steps="$TUNE_STEPS" \
+    run.val_images=64 run.max_minutes="${TUNE_MINUTES:-0}" ${TUNE_ARGS:-}
+fi
 if has pack; then
   # float16 export with domain.json: the framing and the typical phase-I PSNR on validation portraits
   # (out-of-domain warnings); then the directions, fitted on codes of portraits in the model's framing
@@ -107,8 +118,10 @@ if has pack; then
     # the smile on the generator's own codes mapping(z) of renderer latents (labelled exactly): it moves the
     # mouth of an inversion more than one fitted on E1's codes (target change 0.28 against 0.20) and more
     # pixels than a conditional one (README "The faces64 model")
+    # Its default strength is four standard deviations of the codes along it, not two: the mouth is a few
+    # pixels, and at two the −/+ edits differed by about the reconstruction error (README "The faces64 model")
     $HI directions fit-portraits --model src/hyperinverter/pretrained/$DEMO --codes generator --count 2000 \
-      --attributes smile --overwrite --min-accuracy 0.85
+      --attributes smile --overwrite --min-accuracy 0.85 --strength-sigmas 4
     # the five directions on E1's codes refined on 512 inversions of other training portraits, residuals kept
     # (README "Directions refined through the residuals"): guided by a regressor of every rendered attribute,
     # trained on the training pairs with its own seed; the benchmark's regressor judges the result
@@ -122,6 +135,14 @@ if has pack; then
     refine --attributes skin_tone tilt hair_lightness
     refine --attributes yaw --count 768 --steps 400 --lr 0.001  # more images, smaller steps: its steps are noisy
     refine --attributes glasses --target-change 0.49
+    # glasses again, with only the face's attributes as entanglement (the guide also reads background and clothes,
+    # which dilute it), at 2.2 then 2.5 standard deviations: more pixels moved for the same side effects
+    FACE=(smile yaw tilt glasses hair_lightness skin_tone eye_size eyebrow_angle face_width jaw_roundness)
+    for sig in 2 2.2 2.5; do
+      mkdir -p $REFINED/from; cp $REFINED/glasses.* $REFINED/from/
+      refine --attributes glasses --target-change 0.49 --entangled "${FACE[@]}" --directions $REFINED/from \
+        --strength-sigmas $sig
+    done
     cp $REFINED/*.safetensors $REFINED/*.json src/hyperinverter/pretrained/$DEMO/directions/
   fi
 fi

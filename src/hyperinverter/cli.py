@@ -431,7 +431,7 @@ def _fit_portrait_directions(args: argparse.Namespace) -> int:
     from .checkpoints import CONFIG_NAME, WEIGHTS_NAME
     from .utils.outputs import OutputPlan, check_writable
 
-    if not args.strength_sigmas > 0:
+    if not args.strength_sigmas > 0:  # fit_portrait_directions checks it too; here before the rendering and encoding
         raise ValueError(f"--strength-sigmas must be > 0, got {args.strength_sigmas}")
     model_dir = resolve(args.model)
     attributes = args.attributes or list(DEMO_ATTRIBUTES)

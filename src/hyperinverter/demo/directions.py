@@ -138,6 +138,8 @@ def fit_portrait_directions(data: LabelledCodes, attributes: Sequence[str] = DEM
     from): the edit then moves what W predicts of the other attributes as little as a linear model can say,
     at the cost of some of its own reach. The report gains ``conditioned_cosine``: the cosine between the
     plain and the conditional direction."""
+    if not strength_sigmas > 0:
+        raise ValueError(f"strength_sigmas must be > 0, got {strength_sigmas}")
     readouts = attribute_readouts(data.w, data.labels) if conditional else None
     out = []
     for attribute in attributes:

@@ -116,6 +116,33 @@ def test_bad_configs_are_refused(tmp_path):
         load_train_config("gan", "hypernet_faces")
 
 
+def test_box_loss_weighs_only_its_region_and_bad_boxes_are_refused():
+    """losses.l2_box: the squared error averaged over l2_box_region alone (a 16 px image, box rows 8-12, columns
+    4-8): a change outside the box leaves the term at zero, a change inside gives the box's mean; the total adds it
+    at its weight. A missing, reversed or out-of-range box is one line at config time."""
+    from hyperinverter.train.recon import ReconstructionLoss
+
+    base = ["data.train=x", "generator=g", "w_encoder=e", "losses.lpips=0"]
+    cfg = load_train_config("hypernet", None, base + ["losses.l2_box=3", "losses.l2_box_region=[[0.5, 0.75], [0.25, 0.5]]"])
+    loss = ReconstructionLoss(cfg.losses)
+    target = torch.zeros(2, 3, 16, 16)
+    outside = target.clone()
+    outside[..., 0:8, :] = 1.0
+    total, parts = loss(outside, target)
+    assert float(parts["l2_box"]) == 0.0 and float(parts["l2"]) == pytest.approx(0.5)
+    inside = target.clone()
+    inside[..., 8:12, 4:6] = 2.0  # half the box's 4x4 pixels, error 4 each: box mean 2
+    total, parts = loss(inside, target)
+    assert float(parts["l2_box"]) == pytest.approx(2.0)
+    assert float(total) == pytest.approx(float(parts["l2"]) + 3 * 2.0)
+    for extra, match in ((["losses.l2_box=1"], "l2_box_region: a box is"),
+                         (["losses.l2_box=1", "losses.l2_box_region=[[0.8, 0.6], [0.2, 0.4]]"], "rows must satisfy"),
+                         (["losses.l2_box=1", "losses.l2_box_region=[[0.1, 0.2], [0.5, 1.5]]"], "columns must satisfy"),
+                         (["losses.l2_box=-1", "losses.l2_box_region=[[0.1, 0.2], [0.3, 0.4]]"], "l2_box must be >= 0")):
+        with pytest.raises(ConfigError, match=match):
+            load_train_config("hypernet", None, base + extra)
+
+
 def test_every_batch_size_must_split_over_processes_and_grad_accum():
     """The README's 8-process hypernet_faces run would fail at step 200k (batch 8 -> 4 with the adversarial term):
     refused at start-up instead, naming the numbers and the fixes."""

@@ -78,6 +78,10 @@ class LossConfig:
     attr_path: Optional[str] = None  # Its folder (`hyperinverter train-attributes` output).
     attr_attributes: Optional[list] = None  # The regressor's attributes the term compares (None = all it predicts);
     #                                         leave out one whose edits the residuals should not resist.
+    l2_box: float = 0.0  # Extra squared error, averaged over l2_box_region only: a small region that a mean over the
+    #                      whole image weighs by its few pixels (the mouth of aligned faces: a frown is a few pixels).
+    l2_box_region: Optional[list] = None  # [[row0, row1], [col0, col1]], fractions of the side (needed with l2_box);
+    #                                       aligned 64 px faces' mouth: [[0.64, 0.80], [0.37, 0.62]] (MOUTH_BOX).
 
 
 @dataclass
@@ -335,7 +339,7 @@ def validate(config: Any) -> None:
     if losses is not None:
         if losses.lpips_net not in ("alex", "vgg"):
             problems.append(f"losses.lpips_net must be alex or vgg, got {losses.lpips_net!r}")
-        for name in ("l2", "l1", "grad", "lpips", "id", "moco", "w_reg", "adv", "r1_gamma", "attr"):
+        for name in ("l2", "l1", "grad", "lpips", "id", "moco", "w_reg", "adv", "r1_gamma", "attr", "l2_box"):
             if getattr(losses, name) < 0:
                 problems.append(f"losses.{name} must be >= 0")
         if losses.lpips > 0 and losses.lpips_backbone_path and not losses.lpips_head_path:
@@ -343,6 +347,13 @@ def validate(config: Any) -> None:
                             "(the backbone and the v0.1 linear heads)")
         if losses.r1_every < 1:
             problems.append("losses.r1_every must be >= 1")
+        if losses.l2_box > 0 or losses.l2_box_region is not None:
+            from ..losses.pixel import check_box
+
+            try:
+                check_box(losses.l2_box_region)
+            except ValueError as e:
+                problems.append(f"losses.l2_box_region: {e}")
         names = losses.attr_attributes
         if names is not None and (not isinstance(names, list) or not names
                                   or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names)):

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from ..data.pairs import LatentPairsDataset
 from ..losses import gradient_loss, l1_loss
+from ..losses.pixel import box_crop
 from .config import GanTeacherTrainConfig, scheduled_lr
 from .gan import GanTrainer
 from .trainer import TrainingError, log
@@ -42,13 +43,6 @@ FACE_BOX = ((0.26, 0.70), (0.27, 0.73))
 # rows 42-49, columns 25-38), widened by a pixel or two. The mouth is a few pixels high, so under a loss over
 # the whole image it weighs little and the generator draws it faintly.
 MOUTH_BOX = ((0.64, 0.80), (0.37, 0.62))
-
-
-def box_crop(images: torch.Tensor, box=FACE_BOX) -> torch.Tensor:
-    """The ``box`` (``((row0, row1), (col0, col1))``, fractions of the side) of ``[B, C, S, S]`` images."""
-    S = images.shape[-1]
-    (r0, r1), (c0, c1) = box
-    return images[..., round(r0 * S):round(r1 * S), round(c0 * S):round(c1 * S)]
 
 
 def face_crop(images: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError
-from ..losses.pixel import gradient_loss, l1_loss
+from ..losses.pixel import box_crop, check_box, gradient_loss, l1_loss
 from .config import LossConfig
 
 log = logging.getLogger("hyperinverter")
@@ -44,6 +44,15 @@ class ReconstructionLoss(nn.Module):
                 raise CheckpointError(f"{cfg.attr_path}: the attribute regressor does not predict {unknown} "
                                       f"(losses.attr_attributes; it predicts {self.attr.attributes})")
             self.attr_columns = [self.attr.attributes.index(n) for n in cfg.attr_attributes]
+        self.box = None  # losses.l2_box_region, checked
+        if cfg.l2_box > 0:
+            if cfg.l2_box_region is None:
+                raise ValueError("losses.l2_box needs losses.l2_box_region: [[row0, row1], [col0, col1]], fractions "
+                                 "of the side")
+            try:
+                self.box = check_box(cfg.l2_box_region)
+            except ValueError as e:
+                raise ValueError(f"losses.l2_box_region: {e}") from None
         for net in (self.lpips, self.id, self.moco, self.attr):
             if net is not None:
                 net.eval().requires_grad_(False)
@@ -52,7 +61,7 @@ class ReconstructionLoss(nn.Module):
     def active(self) -> bool:
         """Whether any image term is on (with none, a trainer need not synthesise images at all)."""
         c = self.cfg
-        return (c.l2 > 0 or c.l1 > 0 or c.grad > 0 or self.lpips is not None or self.id is not None
+        return (c.l2 > 0 or c.l2_box > 0 or c.l1 > 0 or c.grad > 0 or self.lpips is not None or self.id is not None
                 or self.moco is not None or self.attr is not None)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,6 +76,10 @@ class ReconstructionLoss(nn.Module):
             l2 = F.mse_loss(out, tgt)
             total = total + self.cfg.l2 * l2
             logs["l2"] = l2.detach()
+        if self.box is not None:
+            l2_box = F.mse_loss(box_crop(out, self.box), box_crop(tgt, self.box))
+            total = total + self.cfg.l2_box * l2_box
+            logs["l2_box"] = l2_box.detach()
         if self.cfg.l1 > 0:
             l1 = l1_loss(out, tgt)
             total = total + self.cfg.l1 * l1

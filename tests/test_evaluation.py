@@ -217,6 +217,7 @@ def test_attribute_regressor_learns_a_trivial_set_and_round_trips(tmp_path):
     assert report["num_holdout"] == 40
     assert report["holdout"]["smile"]["r2"] > 0.8, report["holdout"]
     assert report["holdout"]["glasses"]["accuracy"] > 0.9, report["holdout"]
+    assert report["unlearned"] == []
     out = save_regressor(model, tmp_path / "reg", report)
     assert json.loads((out / "training_report.json").read_text())["mean_r2"] == report["mean_r2"]
     loaded = AttributeRegressor.from_pretrained(out)
@@ -277,10 +278,15 @@ def test_train_attributes_splits_the_rendered_portraits_between_framings(tmp_pat
     monkeypatch.setattr(portraits, "render_seed", spy)
     args = ["train-attributes", "--render", "6", "--size", "32", "--input-size", "32", "--widths", "4",
             "--attributes", "smile", "--steps", "2", "--batch-size", "4", "--device", "cpu", "--quiet"]
+    capsys.readouterr()
     assert main(args + ["--framing", "portrait,face", "-o", str(tmp_path / "r")]) == 0
+    # two steps learn nothing: the command says so (and the report lists it) instead of a silent useless regressor
+    err = capsys.readouterr().err
+    assert "warning: the regressor did not learn smile (R² " in err and err.count("warning:") == 1
     assert calls == [(i, "portrait" if i % 2 == 0 else "face") for i in range(6)]
     report = json.loads((tmp_path / "r" / "training_report.json").read_text())
     assert report["framings"] == ["portrait", "face"] and "portrait, face framing" in report["data"]
+    assert report["unlearned"] == ["smile"]
     calls.clear()
     assert main(args + ["-o", str(tmp_path / "p")]) == 0  # default: the portrait framing
     assert {f for _, f in calls} == {"portrait"}

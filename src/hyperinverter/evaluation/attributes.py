@@ -398,7 +398,28 @@ def train_attribute_regressor(images: torch.Tensor, values: torch.Tensor,
         "holdout": evaluate_regressor(model, as_images(hold_idx), values[hold_idx]) if n_hold else None,
     }
     report.update(_summary(report["holdout"] or report["train"]))
+    report["unlearned"] = unlearned_attributes(report["holdout"] or report["train"])
     return model, report
+
+
+#: Below this held-out R² a continuous attribute counts as not learnt (the regressor predicts little more than
+#: its mean); a binary one when its accuracy is within this of always answering the commoner class.
+UNLEARNED_R2 = 0.2
+UNLEARNED_ACCURACY_MARGIN = 0.02
+
+
+def unlearned_attributes(metrics: dict) -> list:
+    """The attributes of a report's ``holdout`` (or ``train``) metrics that the regressor did not learn: R² below
+    :data:`UNLEARNED_R2`, or an accuracy no better than the majority class (+ the margin)."""
+    out = []
+    for name, r in metrics.items():
+        if r["kind"] == "binary":
+            majority = max(r["positive_rate"], 1.0 - r["positive_rate"])
+            if r["accuracy"] <= majority + UNLEARNED_ACCURACY_MARGIN and majority < 1.0:
+                out.append(name)
+        elif not r["r2"] >= UNLEARNED_R2:
+            out.append(name)
+    return out
 
 
 def save_regressor(model: AttributeRegressor, directory: PathLike, report: Optional[dict] = None) -> Path:

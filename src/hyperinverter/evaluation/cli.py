@@ -325,6 +325,12 @@ def cmd_train_attributes(args: argparse.Namespace) -> int:
     print(f"mean R² {mean_r2 if mean_r2 is None else f'{mean_r2:.3f}'}, mean accuracy "
           f"{mean_acc if mean_acc is None else f'{mean_acc:.3f}'}; wrote {out} (config.json, model.safetensors, "
           "training_report.json)")
+    for name in report["unlearned"]:
+        r = held[name]
+        read = f"accuracy {r['accuracy']:.3f}" if r["kind"] == "binary" else f"R² {r['r2']:.3f}"
+        print(f"warning: the regressor did not learn {name} ({read} {'held out' if report['holdout'] else 'on training'}"
+              f"): give it more --steps, a lower --lr, or train it with other attributes (a few-pixel attribute such as "
+              f"the smile is learnt late, and sooner next to others)", file=sys.stderr)
     return 0
 
 

@@ -132,6 +132,10 @@ def main(argv=None) -> int:
                              "domain.json; the baseline's KID renders keep the baseline's)")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--out", type=Path, default=None, help="write the figures and quality.json here")
+    parser.add_argument("--reconstruction-only", action="store_true",
+                        help="only the reconstruction and the regressor's reads (about a minute: for a training run's "
+                             "model folder, which `train hypernet` rewrites at every checkpoint); no directions, sweep "
+                             "or KID")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
     t_start = time.perf_counter()
@@ -185,6 +189,18 @@ def main(argv=None) -> int:
         print(f"regressor {a} {metric}: inputs {reads[a]['inputs']:.3f}, reconstructions "
               f"{reads[a]['reconstructions']:.3f}")
     report["reads"] = reads
+
+    if args.reconstruction_only:
+        report["met"] = met
+        failed = [k for k, v in met.items() if not v]
+        print("reconstruction bars met" if not failed else f"bars NOT met: {failed}")
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            rows = [[x[i], result.image_w[i], result.image[i]] for i in range(min(8, args.count))]
+            labelled_grid(rows, ["input", "phase I", "HyperInverter"]).save(args.out / "inversions.png")
+            write_text_atomic(args.out / "quality.json", json.dumps(report, indent=2) + "\n")
+            print(f"wrote {args.out}/inversions.png, quality.json")
+        return 0 if not failed else 1
 
     # Directions and edits.
     directions, notes = model_directions(model_dir, model, limit=100)
@@ -257,12 +273,13 @@ def main(argv=None) -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         labelled_grid([list(samples[i:i + 8]) for i in range(0, 32, 8)], [""] * 8).save(args.out / "samples.png")
-        rows = [[x[i], result.image_w[i], result.image[i]] for i in range(8)]
+        rows = [[x[i], result.image_w[i], result.image[i]] for i in range(min(8, args.count))]
         labelled_grid(rows, ["input", "phase I", "HyperInverter"]).save(args.out / "inversions.png")
         order = [n for n in REQUIRED_DIRECTIONS if n in edit_rows] + [n for n in edit_rows if n not in
                                                                           REQUIRED_DIRECTIONS]
         columns = ["input", "HyperInv."] + [f"{n[:7]}{s}" for n in order for s in ("-", "+")]
-        rows = [[x[i], result.image[i]] + [edit_rows[n][k][i] for n in order for k in (0, 1)] for i in range(6)]
+        rows = [[x[i], result.image[i]] + [edit_rows[n][k][i] for n in order for k in (0, 1)]
+                for i in range(min(6, args.count))]
         labelled_grid(rows, columns).save(args.out / "edits.png")
         write_text_atomic(args.out / "quality.json", json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.out}/samples.png, inversions.png, edits.png, quality.json")

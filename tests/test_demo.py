@@ -324,3 +324,31 @@ def test_shipped_models_load_by_name_and_beat_phase_one(name, framing, direction
 
 def test_the_default_model_is_faces64():
     assert pretrained.DEFAULT_MODEL == "faces64" and pretrained.DEFAULT_MODEL in pretrained.available()
+
+
+def test_bench_demo_quality_reconstruction_only(tmp_path):
+    """benchmarks/bench_demo_quality.py --reconstruction-only (a training run's model folder in about a minute): the
+    reconstruction and the regressor's reads, their bars, the inversions grid; no directions, sweep or KID. A tiny
+    random model misses the PSNR bar, so the script exits 1 and names it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hyperinverter.evaluation.attributes import (AttributeRegressorConfig, AttributeTrainConfig, save_regressor,
+                                                     train_attribute_regressor)
+
+    make_model(seed=5).save_pretrained(tmp_path / "m")
+    config = AttributeRegressorConfig(attributes=["glasses", "smile", "yaw"], input_size=32, widths=[4])
+    reg, report = train_attribute_regressor(torch.rand(8, 3, 32, 32) * 2 - 1, torch.rand(8, 3), config,
+                                            AttributeTrainConfig(steps=1, batch_size=4, holdout=0.25))
+    save_regressor(reg, tmp_path / "r", report)
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_demo_quality.py"
+    done = subprocess.run([sys.executable, str(bench), "--model", str(tmp_path / "m"), "--attributes",
+                           str(tmp_path / "r"), "--count", "6", "--batch-size", "3", "--reconstruction-only",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "bars NOT met: ['psnr'" in done.stdout and "KID" not in done.stdout and "direction" not in done.stdout
+    quality = json.loads((tmp_path / "out" / "quality.json").read_text())
+    assert set(quality["reads"]) == {"glasses", "smile", "yaw"} and "directions" not in quality and "kid" not in quality
+    assert quality["reconstruction"]["hyperinverter"]["psnr"] < 30 and quality["met"]["psnr"] is False
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["inversions.png", "quality.json"]

@@ -39,7 +39,7 @@ import torch
 
 from hyperinverter import HyperInverter
 from hyperinverter.demo.run import labelled_grid, model_directions, per_image_metrics
-from hyperinverter.domain import portrait_framing
+from hyperinverter.domain import load_domain, portrait_framing
 from hyperinverter.evaluation.attributes import AttributeRegressor, attribute_columns, render_labelled_portraits
 from hyperinverter.evaluation.base import MethodOutput
 from hyperinverter.evaluation.editability import EditabilityConfig, EditabilityMeter
@@ -145,6 +145,9 @@ def main(argv=None) -> int:
     regressor = AttributeRegressor.from_pretrained(args.attributes).eval()
     R = model.resolution
     framing = args.framing or portrait_framing(model_dir)
+    if args.framing is None and load_domain(model_dir) is None:  # a training run's folder: no domain.json yet
+        print(f"note: {model_dir} has no domain.json: rendering the {framing} framing (--framing to choose; faces64 "
+              f"is aligned)")
     data = render_labelled_portraits("test", args.count, size=R, framing=framing)
     x = data.images
     report: dict = {"model": str(args.model), "framing": framing, "count": args.count, "bars": BARS}

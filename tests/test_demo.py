@@ -347,6 +347,7 @@ def test_bench_demo_quality_reconstruction_only(tmp_path):
                            str(tmp_path / "r"), "--count", "6", "--batch-size", "3", "--reconstruction-only",
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr[-2000:]
+    assert "has no domain.json: rendering the portrait framing (--framing to choose" in done.stdout
     assert "bars NOT met: ['psnr'" in done.stdout and "KID" not in done.stdout and "direction" not in done.stdout
     quality = json.loads((tmp_path / "out" / "quality.json").read_text())
     assert set(quality["reads"]) == {"glasses", "smile", "yaw"} and "directions" not in quality and "kid" not in quality

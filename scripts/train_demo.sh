@@ -136,7 +136,7 @@ if has pack; then
     refine --attributes yaw --count 768 --steps 400 --lr 0.001  # more images, smaller steps: its steps are noisy
     refine --attributes glasses --target-change 0.49
     # glasses again, with only the face's attributes as entanglement (the guide also reads background and clothes,
-    # which dilute it), at 2.2, 2.5 then 2.8 standard deviations: more pixels moved for the same side effects
+    # which dilute it), at 2, 2.2, 2.5 then 2.8 standard deviations: more pixels moved for the same side effects
     FACE=(smile yaw tilt glasses hair_lightness skin_tone eye_size eyebrow_angle face_width jaw_roundness)
     for sig in 2 2.2 2.5 2.8; do
       mkdir -p $REFINED/from; cp $REFINED/glasses.* $REFINED/from/

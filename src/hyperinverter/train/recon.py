@@ -44,15 +44,8 @@ class ReconstructionLoss(nn.Module):
                 raise CheckpointError(f"{cfg.attr_path}: the attribute regressor does not predict {unknown} "
                                       f"(losses.attr_attributes; it predicts {self.attr.attributes})")
             self.attr_columns = [self.attr.attributes.index(n) for n in cfg.attr_attributes]
-        self.box = None  # losses.l2_box_region, checked
-        if cfg.l2_box > 0:
-            if cfg.l2_box_region is None:
-                raise ValueError("losses.l2_box needs losses.l2_box_region: [[row0, row1], [col0, col1]], fractions "
-                                 "of the side")
-            try:
-                self.box = check_box(cfg.l2_box_region)
-            except ValueError as e:
-                raise ValueError(f"losses.l2_box_region: {e}") from None
+        # losses.l2_box_region as checked floats (config.validate has said what is wrong with it already)
+        self.box = check_box(cfg.l2_box_region) if cfg.l2_box > 0 else None
         for net in (self.lpips, self.id, self.moco, self.attr):
             if net is not None:
                 net.eval().requires_grad_(False)

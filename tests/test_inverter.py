@@ -285,6 +285,40 @@ def test_a_refined_model_saves_and_loads(tmp_path, model, images):
     assert torch.allclose(back.invert(images).image, two.invert(images).image, atol=1e-5)
 
 
+def test_e2_that_reads_the_difference(tmp_path, model, images):
+    """layer_encoder.backbone.in_channels=6: E2 reads every image next to the input's difference from it (the input
+    next to zeros), in the first pass and in a refinement pass; E1 stays RGB; other channel counts are refused."""
+    two = _with_refiner(model, zero=False)
+    cfg = dataclasses.asdict(two.config)
+    cfg["layer_encoder"]["backbone"]["in_channels"] = 6
+    six = HyperInverter(**cfg)
+    state = two.state_dict()
+    stem = "w_bar_encoder.input_layer.0.weight"
+    state[stem] = torch.cat([state[stem], torch.randn_like(state[stem])], dim=1)
+    six.load_state_dict(state)
+    six.eval()
+    r = six.invert(images)
+    x = F.interpolate(images, size=64, mode="bilinear", align_corners=False)
+    up = lambda im: F.interpolate(im, size=64, mode="bilinear", align_corners=False)  # noqa: E731
+    with torch.no_grad():
+        e2 = lambda im: six.w_bar_encoder(torch.cat([im, x - im], dim=1))  # noqa: E731
+        first = six.hypernet(e2(up(r.image_w)), e2(x))
+        img1 = six.generator.synthesis(r.ws, weight_deltas=first)
+        second = six.refiners[0](e2(up(img1)), e2(x))
+        expected = six.generator.synthesis(r.ws, weight_deltas={k: first[k] + second[k] for k in first})
+    assert torch.allclose(r.image, expected, atol=1e-4)
+    assert (r.image - two.invert(images).image).abs().mean() > 1e-3  # the difference channels are read
+    six.save_pretrained(tmp_path / "six")
+    back = HyperInverter.from_pretrained(tmp_path / "six")
+    assert back.config.layer_encoder.backbone.in_channels == 6
+    assert torch.allclose(back.invert(images).image, r.image, atol=1e-5)
+    for part, value, match in (("layer_encoder", 4, "3 .images. or 6"), ("w_encoder", 6, "must be 3")):
+        bad = dataclasses.asdict(model.config)
+        bad[part]["backbone"]["in_channels"] = value
+        with pytest.raises(ValueError, match=match):
+            HyperInverter(**bad)
+
+
 # ------------------------------------------------------------------------------------------- save/load
 def test_save_pretrained_round_trip(tmp_path, model, images):
     model.save_pretrained(tmp_path / "m")

@@ -306,6 +306,23 @@ def test_refinement_passes_added_to_a_trained_model(folder, generator_dir, tmp_p
     for bad in ("first_pass_lr_scale=0", "e2_batchnorm=frozen"):
         with pytest.raises(ConfigError, match=bad.split("=")[0]):
             load_train_config("hypernet", None, rest + [bad])
+    # E2 widened to read each image next to the input's difference from it: the difference channels of its stem
+    # start at zero, so the model is init's; then they learn and the loss falls
+    six = [f"layer_encoder={{backbone: {dict(TINY_BACKBONE, in_channels=6)}}}".replace("'", "")
+           if o.startswith("layer_encoder=") else o for o in rest]
+    six += [f"init={tmp_path / 'r' / 'model'}", "refinement_passes=1", "e2_batchnorm=running"]  # statistics kept
+    start, _ = _train("hypernet", six + [f"run.out_dir={tmp_path / 'd0'}", "run.steps=1", "lr=0"])
+    torch.testing.assert_close(start.model.eval().invert(x).image, refined.invert(x).image, rtol=0, atol=1e-5)
+    _train("hypernet", six + [f"run.out_dir={tmp_path / 'd'}", "run.steps=30", "lr=0.003"])
+    log = (tmp_path / "d" / "log.txt").read_text().splitlines()
+    losses = [float(line.split(" loss=")[1].split()[0]) for line in log if " loss=" in line and "val" not in line]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    diff = HyperInverter.from_pretrained(tmp_path / "d" / "model")
+    assert diff.config.layer_encoder.backbone.in_channels == 6
+    assert diff.w_bar_encoder.input_layer[0].weight[:, 3:].abs().max() > 0
+    with pytest.raises(TrainingError, match="only E2's in_channels may go from 3 to 6"):  # and not back
+        _train("hypernet", rest + [f"init={tmp_path / 'd' / 'model'}", "refinement_passes=1",
+                                   f"run.out_dir={tmp_path / 'd2'}"])
     with pytest.raises(TrainingError, match="give init="):
         _train("hypernet", rest + ["refinement_passes=1", "train_first_pass=false", f"run.out_dir={tmp_path / 'r2'}"])
     with pytest.raises(TrainingError, match=r"1 refinement pass\(es\), this run 0"):

@@ -59,7 +59,12 @@ MAX_REFINEMENT_PASSES = 8
 
 @dataclass
 class HyperInverterConfig:
-    """Everything needed to build a :class:`HyperInverter` (stored in ``config.json``)."""
+    """Everything needed to build a :class:`HyperInverter` (stored in ``config.json``).
+
+    E2's trunk takes 3 or 6 input channels (``layer_encoder.backbone.in_channels``). With 6 it reads every image
+    next to the input's difference from it, ``cat(image, input - image)`` (the input itself with a zero difference),
+    so the errors of the phase-I image and of each refinement pass are in its input, as HFGI's consultation encoder
+    reads its distortion map. The official models read 3."""
 
     # Nested configs: their dataclasses, or the dicts config.json stores (converted and validated).
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)  # The frozen StyleGAN2.
@@ -89,6 +94,12 @@ class HyperInverterConfig:
                              f"{self.refinement_passes!r}")
         if self.w_encoder.w_dim != g.w_dim:
             raise ValueError(f"the W-encoder outputs w_dim={self.w_encoder.w_dim}, the generator takes {g.w_dim}")
+        if self.w_encoder.backbone.in_channels != 3:
+            raise ValueError(f"the W-encoder reads RGB images: w_encoder.backbone.in_channels must be 3, got "
+                             f"{self.w_encoder.backbone.in_channels}")
+        if self.layer_encoder.backbone.in_channels not in (3, 6):
+            raise ValueError("layer_encoder.backbone.in_channels must be 3 (images) or 6 (each image with the input's "
+                             f"difference from it), got {self.layer_encoder.backbone.in_channels}")
         if self.layer_encoder.num_slots < g.num_ws:
             raise ValueError(f"the layer-wise encoder has {self.layer_encoder.num_slots} slots; a "
                              f"{g.img_resolution}px generator needs {g.num_ws}")
@@ -548,9 +559,12 @@ class HyperInverter(PretrainedMixin, nn.Module):
         """The first pass's hypernetwork, then the refinement passes' (``refiners``)."""
         return [self.hypernet, *self.refiners]
 
-    def _e2(self, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """E2's codes of each image batch: one pass over all of them with running statistics (eval mode, the same
-        result and faster); one pass per batch with BatchNorm batch statistics in training, as officially."""
+    def _e2(self, x: torch.Tensor, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """E2's codes of each image batch, for the input ``x`` (all at the encoder input size): one pass over all of
+        them with running statistics (eval mode, the same result and faster); one pass per batch with BatchNorm
+        batch statistics in training, as officially. A 6-channel E2 reads ``cat(image, x - image)``."""
+        if self.w_bar_encoder.backbone_config.in_channels == 6:
+            images = tuple(torch.cat([im, x - im], dim=1) for im in images)
         if self.w_bar_encoder.training:
             return tuple(self.w_bar_encoder(x) for x in images)
         return self.w_bar_encoder(torch.cat(images)).chunk(len(images))
@@ -576,7 +590,7 @@ class HyperInverter(PretrainedMixin, nn.Module):
         fit = lambda im: im if im.shape[-2:] == (size, size) else F.interpolate(  # noqa: E731
             im, size=(size, size), mode="bilinear", align_corners=False)
         with self._autocast(precision):
-            input_codes, image_codes = self._e2(x, fit(image_w))
+            input_codes, image_codes = self._e2(x, x, fit(image_w))
             factored, codes = self._run_hypernet(self.hypernet, image_codes, input_codes)
         as_float = lambda f: Residuals({k: v.with_h(v.h.float()) for k, v in f.items()})  # noqa: E731  G mixes fp32
         deltas = as_float(factored)
@@ -585,7 +599,7 @@ class HyperInverter(PretrainedMixin, nn.Module):
             with torch.no_grad():
                 image = self.render(ws, deltas, precision=precision)
             with self._autocast(precision):
-                (image_codes,) = self._e2(fit(image))
+                (image_codes,) = self._e2(x, fit(image))
                 factored, codes = self._run_hypernet(refiner, image_codes, input_codes)
             deltas = add_residuals(deltas, as_float(factored), self._factor_cache.setdefault(len(all_codes), {}))
             all_codes.append(codes)

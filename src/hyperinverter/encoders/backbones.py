@@ -26,6 +26,8 @@ class BackboneConfig:
     widths: list = field(default_factory=lambda: [64, 128, 256, 512])  # Output channels per stage.
     stem_width: int = 64  # Channels after the stem (= input channels of the first unit).
     se_reduction: int = 16  # SE bottleneck = max(1, channels // se_reduction); ir_se only.
+    in_channels: int = 3  # Channels of the input images: 3 (RGB); 6 for a HyperInverter E2 that reads each image
+    #                       with the input's difference from it (HyperInverterConfig says how).
 
     def __post_init__(self):
         if self.kind not in BACKBONE_KINDS:
@@ -37,7 +39,7 @@ class BackboneConfig:
         for name, values in (("blocks", self.blocks), ("widths", self.widths)):
             if any(v < 1 for v in values):
                 raise ValueError(f"{name} must be positive integers, got {values}")
-        for name in ("stem_width", "se_reduction"):
+        for name in ("stem_width", "se_reduction", "in_channels"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -188,13 +190,13 @@ class Backbone(nn.Module):
         super().__init__()
         cfg = self.backbone_config = as_backbone_config(backbone)
         if cfg.kind == "resnet":
-            self.conv1 = nn.Conv2d(3, cfg.stem_width, 7, 2, 3, bias=False)
+            self.conv1 = nn.Conv2d(cfg.in_channels, cfg.stem_width, 7, 2, 3, bias=False)
             self.bn1 = nn.BatchNorm2d(cfg.stem_width)
             self.relu = nn.PReLU(cfg.stem_width)  # PReLU (not ReLU) and no max-pool, as in the official stem
             self._stem_names = ("conv1", "bn1", "relu")
         else:
             self.input_layer = nn.Sequential(
-                nn.Conv2d(3, cfg.stem_width, 3, 1, 1, bias=False),
+                nn.Conv2d(cfg.in_channels, cfg.stem_width, 3, 1, 1, bias=False),
                 nn.BatchNorm2d(cfg.stem_width),
                 nn.PReLU(cfg.stem_width),
             )
@@ -217,18 +219,25 @@ class Backbone(nn.Module):
         self.stage_reductions: list[int] = cfg.stage_reductions  # input size / feature size per stage
         self.reduction: int = self.stage_reductions[-1]  # of the whole trunk (16 for the official ones)
 
+    @property
+    def stem_conv_name(self) -> str:
+        """state_dict key of the stem's first conv weight ``[stem_width, in_channels, k, k]``."""
+        return "conv1.weight" if self.backbone_config.kind == "resnet" else "input_layer.0.weight"
+
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         for name in self._stem_names:
             x = getattr(self, name)(x)
         return x
 
     def check_input(self, x: torch.Tensor, multiple: int) -> None:
-        """Raise ValueError unless ``x`` is ``[B, 3, H, W]`` with H and W positive multiples of ``multiple``."""
-        ok = x.ndim == 4 and x.shape[0] > 0 and x.shape[1] == 3 and all(
+        """Raise ValueError unless ``x`` is ``[B, in_channels, H, W]`` with H and W positive multiples of
+        ``multiple``."""
+        c = self.backbone_config.in_channels
+        ok = x.ndim == 4 and x.shape[0] > 0 and x.shape[1] == c and all(
             s > 0 and s % multiple == 0 for s in x.shape[2:])
         if not ok:
-            raise ValueError(f"{type(self).__name__} expects images [B, 3, H, W] with B >= 1 and H, W multiples of "
-                             f"{multiple} (e.g. [B, 3, 256, 256]), got {list(x.shape)}")
+            raise ValueError(f"{type(self).__name__} expects images [B, {c}, H, W] with B >= 1 and H, W multiples of "
+                             f"{multiple} (e.g. [B, {c}, 256, 256]), got {list(x.shape)}")
 
     def features(self, x: torch.Tensor, units: Sequence[int]) -> list[torch.Tensor]:
         """Outputs of the requested ``body`` units (``-1`` = the stem output), in the order asked.

@@ -105,9 +105,12 @@ class HypernetTrainer(Trainer):
                   for k in range(len(self.model.refiners))]
         for name, mine, theirs in pairs:
             state = (theirs if theirs is not None else src.hypernet).state_dict()
+            if name == "w_bar_encoder":
+                state = _widen_stem(state, mine)
             if {k: v.shape for k, v in mine.state_dict().items()} != {k: v.shape for k, v in state.items()}:
                 raise TrainingError(f"{path}: its {name} has another architecture than this run's "
-                                    f"(init needs the same layer_encoder, hidden_dim and targets)")
+                                    f"(init needs the same layer_encoder, hidden_dim and targets; only E2's "
+                                    f"in_channels may go from 3 to 6)")
             state = {k: v.float() for k, v in state.items()}
             if theirs is None:  # a new refinement pass: zero residual at the start
                 state = {k: (torch.zeros_like(v) if k.endswith((".w2", ".b2")) else v) for k, v in state.items()}
@@ -223,3 +226,14 @@ class HypernetTrainer(Trainer):
 
     def export(self) -> None:
         self.model.save_pretrained(self.out_dir / "model")
+
+
+def _widen_stem(state: dict, e2) -> dict:
+    """``state`` of a 3-channel E2 made loadable into the 6-channel ``e2`` (HyperInverterConfig: image and the
+    input's difference from it): the difference channels' stem weights start at zero, so the model computes what
+    the 3-channel one did and learns to use the difference. Other states are returned as they are."""
+    key = e2.stem_conv_name
+    weight = state.get(key)
+    if weight is None or e2.backbone_config.in_channels != 6 or weight.shape[1] != 3:
+        return state
+    return {**state, key: torch.cat([weight, torch.zeros_like(weight)], dim=1)}

@@ -14,6 +14,7 @@ from helpers_official import write_official_files
 
 from hyperinverter import CheckpointError, Discriminator, Generator, HyperInverter, InversionResult, config_f
 from hyperinverter.convert.official import load_official
+from hyperinverter.inverter import DIFFERENCE_GAIN
 from hyperinverter.encoders import BackboneConfig, official_church_encoders, official_face_encoders
 from hyperinverter.hypernet import target_layers
 
@@ -301,7 +302,7 @@ def test_e2_that_reads_the_difference(tmp_path, model, images):
     x = F.interpolate(images, size=64, mode="bilinear", align_corners=False)
     up = lambda im: F.interpolate(im, size=64, mode="bilinear", align_corners=False)  # noqa: E731
     with torch.no_grad():
-        e2 = lambda im: six.w_bar_encoder(torch.cat([im, x - im], dim=1))  # noqa: E731
+        e2 = lambda im: six.w_bar_encoder(torch.cat([im, DIFFERENCE_GAIN * (x - im)], dim=1))  # noqa: E731
         first = six.hypernet(e2(up(r.image_w)), e2(x))
         img1 = six.generator.synthesis(r.ws, weight_deltas=first)
         second = six.refiners[0](e2(up(img1)), e2(x))

@@ -53,6 +53,13 @@ Deltas = Mapping[str, torch.Tensor]  # a dict of dense tensors, or Residuals (fa
 #: ``half`` = dense Δθ in float16, ``compact`` = the hypernetwork's per-layer codes (expanded on load).
 CODES_FORMATS = ("full", "half", "compact")
 LayerRange = Union[None, slice, range, Sequence[int], tuple]
+#: Scale of the difference channels of a 6-channel E2 (HyperInverterConfig). The differences are small next to the
+#: images (their standard deviation is about 0.17 after phase I and 0.07 after a hypernetwork pass, against 0.5), and
+#: E2 learns to read them from zero stem weights when it is widened: at scale 1 those weights had moved by 0.0014
+#: in 500 steps (the image weights are 0.1). This is part of the model's definition; changing it changes every
+#: 6-channel model.
+DIFFERENCE_GAIN = 4.0
+
 #: The most refinement passes a config may ask for (each costs one E2 pass and one synthesis per image).
 MAX_REFINEMENT_PASSES = 8
 
@@ -62,9 +69,9 @@ class HyperInverterConfig:
     """Everything needed to build a :class:`HyperInverter` (stored in ``config.json``).
 
     E2's trunk takes 3 or 6 input channels (``layer_encoder.backbone.in_channels``). With 6 it reads every image
-    next to the input's difference from it, ``cat(image, input - image)`` (the input itself with a zero difference),
-    so the errors of the phase-I image and of each refinement pass are in its input, as HFGI's consultation encoder
-    reads its distortion map. The official models read 3."""
+    next to the input's difference from it, ``cat(image, DIFFERENCE_GAIN * (input - image))`` (the input itself
+    with a zero difference), so the errors of the phase-I image and of each refinement pass are in its input, as
+    HFGI's consultation encoder reads its distortion map. The official models read 3."""
 
     # Nested configs: their dataclasses, or the dicts config.json stores (converted and validated).
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)  # The frozen StyleGAN2.
@@ -562,9 +569,9 @@ class HyperInverter(PretrainedMixin, nn.Module):
     def _e2(self, x: torch.Tensor, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """E2's codes of each image batch, for the input ``x`` (all at the encoder input size): one pass over all of
         them with running statistics (eval mode, the same result and faster); one pass per batch with BatchNorm
-        batch statistics in training, as officially. A 6-channel E2 reads ``cat(image, x - image)``."""
+        batch statistics in training, as officially. A 6-channel E2 reads ``cat(image, DIFFERENCE_GAIN * (x - image))``."""
         if self.w_bar_encoder.backbone_config.in_channels == 6:
-            images = tuple(torch.cat([im, x - im], dim=1) for im in images)
+            images = tuple(torch.cat([im, DIFFERENCE_GAIN * (x - im)], dim=1) for im in images)
         if self.w_bar_encoder.training:
             return tuple(self.w_bar_encoder(x) for x in images)
         return self.w_bar_encoder(torch.cat(images)).chunk(len(images))

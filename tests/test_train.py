@@ -264,7 +264,7 @@ def test_hypernet_training_lowers_the_loss(folder, generator_dir, tmp_path):
                                    f"init={tmp_path / 'h' / 'model'}"])
 
 
-def test_refinement_passes_added_to_a_trained_model(folder, generator_dir, tmp_path):
+def test_refinement_passes_added_to_a_trained_model(folder, generator_dir, tmp_path, caplog):
     """refinement_passes with train_first_pass=false: the new pass starts as a zero residual (the model is init's),
     only it learns, and the loss falls; E2 and the first hypernetwork come out exactly as init had them."""
     from hyperinverter import HyperInverter
@@ -299,6 +299,16 @@ def test_refinement_passes_added_to_a_trained_model(folder, generator_dir, tmp_p
                                           "lr=0.002", "first_pass_lr_scale=0.1", "e2_batchnorm=running",
                                           f"run.out_dir={tmp_path / 'j'}"])
     assert [g["lr"] for g in joint.opt.param_groups] == pytest.approx([0.0002, 0.002])
+    # resumed with the same config, the scaled rates are what the checkpoint had: nothing is reported as changed;
+    # a schedule added on resume is reported at the rates it sets for the resumed step
+    caplog.set_level("WARNING", logger="hyperinverter")
+    joint_cfg = rest + [f"init={tmp_path / 'r' / 'model'}", "refinement_passes=1", "lr=0.002",
+                        "first_pass_lr_scale=0.1", "e2_batchnorm=running", f"run.out_dir={tmp_path / 'j'}"]
+    _train("hypernet", joint_cfg + ["run.steps=4"], resume=True)
+    assert "config changes" not in caplog.text
+    again, _ = _train("hypernet", joint_cfg + ["run.steps=5", "lr_schedule=[[2, 0.001]]"], resume=True)
+    assert "lr 0.0002 -> 0.0001" in caplog.text and "lr 0.002 -> 0.001" in caplog.text
+    assert [g["lr"] for g in again.opt.param_groups] == pytest.approx([0.0001, 0.001])
     tuned = HyperInverter.from_pretrained(tmp_path / "j" / "model").w_bar_encoder.state_dict()
     before = refined.w_bar_encoder.state_dict()
     assert all(torch.equal(tuned[k], v) for k, v in before.items() if "running" in k or "num_batches" in k)

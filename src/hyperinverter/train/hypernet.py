@@ -116,6 +116,11 @@ class HypernetTrainer(Trainer):
                 state = {k: (torch.zeros_like(v) if k.endswith((".w2", ".b2")) else v) for k, v in state.items()}
             mine.load_state_dict(state)
 
+    def apply_lr_schedule(self) -> None:
+        lr = scheduled_lr(self.config.lr, self.config.lr_schedule, self.step)
+        for group, scale in zip(self.opt.param_groups, self._lr_scales):
+            group["lr"] = lr * scale
+
     def _train_mode(self) -> None:
         self.model.train()
         self.model.w_encoder.eval()  # frozen E1: BatchNorm keeps its running statistics
@@ -146,9 +151,7 @@ class HypernetTrainer(Trainer):
         return self.run_cfg.batch_size
 
     def on_step_start(self) -> None:
-        lr = scheduled_lr(self.config.lr, self.config.lr_schedule, self.step)
-        for group, scale in zip(self.opt.param_groups, self._lr_scales):
-            group["lr"] = lr * scale
+        self.apply_lr_schedule()
         if self.adversarial_on and self.config.batch_size_with_adv:
             self.set_batch_size(self.config.batch_size_with_adv)
 

@@ -143,6 +143,10 @@ class Trainer:
     def on_step_start(self) -> None:
         """Hook for schedules (e.g. switching batch size when the adversarial term starts)."""
 
+    def apply_lr_schedule(self) -> None:
+        """Set the optimisers' rates for the current step (subclasses with a rate schedule override; called at
+        every step start and on resume, where a changed rate is reported against the schedule's)."""
+
     def scheduled_batch_size(self) -> int:
         """The global batch size the config asks for at the current step (subclasses with a schedule override)."""
         return self.run_cfg.batch_size
@@ -341,14 +345,19 @@ class Trainer:
             if name not in state["modules"]:
                 raise TrainingError(f"{path}: the checkpoint has no {name!r}")
             module.load_state_dict(state["modules"][name])
+        self.step, self.best = int(state["step"]), state.get("best")
+        loaded = {name: [{k: g[k] for k in _OPT_KEYS if k in g} for g in self.modules()[name].param_groups]
+                  for name in wanted}
         for name, groups in wanted.items():
             for group, values in zip(self.modules()[name].param_groups, groups):
-                changed = {k: (group[k], v) for k, v in values.items() if group[k] != v}
+                group.update(values)
+        self.apply_lr_schedule()  # a scheduled rate is the schedule's at this step, not the config's base rate
+        for name, groups in loaded.items():
+            for group, values in zip(self.modules()[name].param_groups, groups):
+                changed = {k: (v, group[k]) for k, v in values.items() if group[k] != v}
                 if changed and self.env.is_main:
                     log.warning("%s: the config changes %s from the checkpoint's; applied", name,
                                 ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items()))
-                group.update(values)
-        self.step, self.best = int(state["step"]), state.get("best")
         self._saved_step = self.step
         self.sampler.load_state_dict(state["sampler"])
         # A changed batch size is applied from here on (and said), like a changed learning rate: the

@@ -4,19 +4,20 @@
 # -> directions -> float16 export into the package.
 #
 #   bash scripts/train_demo.sh                 # every stage
-#   bash scripts/train_demo.sh w hyper pack    # some stages (data gan w hyper refine tune pack; refine and
-#                                              # tune: faces64)
+#   bash scripts/train_demo.sh w hyper pack    # some stages (data gan w hyper refine tune diff pack; refine,
+#                                              # tune and diff: faces64)
 #   DEMO=faces64 bash scripts/train_demo.sh    # which model (portraits64: head and shoulders; faces64: the
 #                                              # face fills the frame, aligned); presets <stage>_<DEMO>.yaml
 #
 # Each training stage resumes from its checkpoint when there is one, so running the script again
 # continues where it stopped. Wall-time budgets per stage (minutes, 0 = the preset's step count):
-#   GAN_MINUTES, W_MINUTES, HYPER_MINUTES, REFINE_MINUTES, TUNE_MINUTES.  Extra key=value overrides: GAN_ARGS,
-#   W_ARGS, HYPER_ARGS, REFINE_ARGS, TUNE_ARGS.
+#   GAN_MINUTES, W_MINUTES, HYPER_MINUTES, REFINE_MINUTES, TUNE_MINUTES, DIFF_MINUTES.  Extra key=value overrides:
+#   GAN_ARGS, W_ARGS, HYPER_ARGS, REFINE_ARGS, TUNE_ARGS, DIFF_ARGS.
 # Step counts of the shipped model (README "The demo model" says what they took on which machine):
 #   GAN_STEPS, GAN2_STEPS (faces64's second GAN stage: smiles), W_CODE_STEPS (phase I on codes only),
 #   W_STEPS (in all), HYPER_STEPS, REFINE_STEPS (faces64's refinement pass), TUNE_STEPS (faces64's fine-tune of
-#   E2 and both passes on the squared error). GAN2_MINUTES: the second GAN stage's budget.
+#   E2 and both passes on the squared error), DIFF_STEPS (faces64's E2 widened to read the input's difference from
+#   each image, then trained on). GAN2_MINUTES: the second GAN stage's budget.
 # On a GPU leave the budgets at 0 and raise the step counts (scripts/gpu_demo.sh: the whole recipe in one
 # call of the device tool). PAIRS_COUNT: (z, image) pairs to render (40000); WORKERS: rendering processes (2).
 set -euo pipefail
@@ -39,10 +40,11 @@ W_STEPS="${W_STEPS:-3500}"
 HYPER_STEPS="${HYPER_STEPS:-10000}"
 REFINE_STEPS="${REFINE_STEPS:-9000}"
 TUNE_STEPS="${TUNE_STEPS:-3500}"
+DIFF_STEPS="${DIFF_STEPS:-4800}"
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(data gan w hyper refine tune pack)
-MODEL=runs/$HYPER/model  # what pack exports: faces64's is the tune stage's (refinement pass, then fine-tune)
-[ "$DEMO" = faces64 ] && MODEL=runs/${HYPER}_tune/model
+[ ${#stages[@]} -eq 0 ] && stages=(data gan w hyper refine tune diff pack)
+MODEL=runs/$HYPER/model  # what pack exports: faces64's is the diff stage's (refinement pass, fine-tune, difference)
+[ "$DEMO" = faces64 ] && MODEL=runs/${HYPER}_diff/model
 has() { local s; for s in "${stages[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 resume() { [ -f "$1/checkpoints/latest.pt" ] && echo --resume || true; }
 step_of() { [ -f "$1/log.txt" ] && tail -1 "$1/log.txt" | sed -n 's/^step=\([0-9]*\).*/\1/p' || echo 0; }
@@ -103,6 +105,15 @@ if has tune && [ "$DEMO" = faces64 ]; then
     init=runs/${HYPER}_refine/model refinement_passes=1 first_pass_lr_scale=0.5 e2_batchnorm=running \
     losses.grad=0 losses.attr=0 lr=0.0001 "lr_schedule=[[2600, 0.00003]]" run.steps="$TUNE_STEPS" \
     run.val_images=64 run.max_minutes="${TUNE_MINUTES:-0}" ${TUNE_ARGS:-}
+fi
+if has diff && [ "$DEMO" = faces64 ]; then
+  # E2 reads every image next to the input's difference from it (layer_encoder.backbone.in_channels=6, README "E2
+  # reads the difference"): init widens the tune stage's E2 with zero weights for the difference, so the run starts
+  # at that model; then the tune stage's settings, the lower rate from step 3800
+  $HI train hypernet -c $HYPER $(resume runs/${HYPER}_diff) run.out_dir=runs/${HYPER}_diff \
+    init=runs/${HYPER}_tune/model layer_encoder.backbone.in_channels=6 refinement_passes=1 first_pass_lr_scale=0.5 \
+    e2_batchnorm=running losses.grad=0 losses.attr=0 lr=0.0001 "lr_schedule=[[3800, 0.00003]]" \
+    run.steps="$DIFF_STEPS" run.val_images=64 run.max_minutes="${DIFF_MINUTES:-0}" ${DIFF_ARGS:-}
 fi
 if has pack; then
   # float16 export with domain.json: the framing and the typical phase-I PSNR on validation portraits

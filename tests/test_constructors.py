@@ -145,11 +145,13 @@ def test_nested_configs_are_dataclasses_and_accept_dicts():
     assert isinstance(model_config.w_encoder.backbone, BackboneConfig)
     assert isinstance(model_config.layer_encoder.backbone, BackboneConfig)
     # the stored form is unchanged: asdict of the typed config is the config.json entry (portraits64's predates
-    # refinement_passes, which then takes its default)
+    # refinement_passes and the backbones' in_channels, which then take their defaults)
     stored = json.loads((Path(hyperinverter.__file__).parent / "pretrained" / "portraits64" / "config.json")
                         .read_text())["config"]
-    assert "refinement_passes" not in stored
-    assert dataclasses.asdict(model_config) == {**stored, "refinement_passes": 0}
+    assert "refinement_passes" not in stored and "in_channels" not in stored["layer_encoder"]["backbone"]
+    rgb = lambda enc: {**stored[enc], "backbone": {**stored[enc]["backbone"], "in_channels": 3}}  # noqa: E731
+    assert dataclasses.asdict(model_config) == {**stored, "refinement_passes": 0, "w_encoder": rgb("w_encoder"),
+                                                "layer_encoder": rgb("layer_encoder")}
     as_dicts = HyperInverter.config_class(**stored)
     as_classes = HyperInverter.config_class(
         generator=GeneratorConfig(**stored["generator"]),

@@ -325,7 +325,10 @@ def test_save_pretrained_round_trip(tmp_path, model, images):
     model.save_pretrained(tmp_path / "m")
     loaded = HyperInverter.from_pretrained(tmp_path / "m")
     assert loaded.config == model.config
-    assert torch.equal(loaded.invert(images).image, model.invert(images).image)
+    # equal weights (checked below); the outputs agree to float rounding, not bit for bit: with one thread, E1 on
+    # the loaded tensors differed by 1e-7 (their memory placement picks other vectorised paths)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+    torch.testing.assert_close(loaded.invert(images).image, model.invert(images).image, rtol=0, atol=1e-5)
     meta = json.loads((tmp_path / "m" / "config.json").read_text())
     assert meta["class"] == "HyperInverter" and meta["config"]["hidden_dim"] == 8
 

@@ -264,6 +264,20 @@ def test_hypernet_training_lowers_the_loss(folder, generator_dir, tmp_path):
                                    f"init={tmp_path / 'h' / 'model'}"])
 
 
+def _starts_as_then_learns(overrides, out, reference, x):
+    """A hypernet run with ``overrides`` starts as the model ``reference`` (one step at rate 0, into ``out``'s
+    sibling ``<out>0``), then 30 steps at rate 0.003 into ``out`` lower the loss; returns the trained model."""
+    from hyperinverter import HyperInverter
+
+    start, _ = _train("hypernet", overrides + [f"run.out_dir={out}0", "run.steps=1", "lr=0"])
+    torch.testing.assert_close(start.model.eval().invert(x).image, reference.invert(x).image, rtol=0, atol=1e-5)
+    _train("hypernet", overrides + [f"run.out_dir={out}", "run.steps=30", "lr=0.003"])
+    log = (out / "log.txt").read_text().splitlines()
+    losses = [float(line.split(" loss=")[1].split()[0]) for line in log if " loss=" in line and "val" not in line]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    return HyperInverter.from_pretrained(out / "model")
+
+
 def test_refinement_passes_added_to_a_trained_model(folder, generator_dir, tmp_path, caplog):
     """refinement_passes with train_first_pass=false: the new pass starts as a zero residual (the model is init's),
     only it learns, and the loss falls; E2 and the first hypernetwork come out exactly as init had them."""
@@ -278,14 +292,8 @@ def test_refinement_passes_added_to_a_trained_model(folder, generator_dir, tmp_p
     init = HyperInverter.from_pretrained(tmp_path / "h" / "model")
     rest = [o for o in base if not o.startswith(("run.out_dir", "run.steps", "lr="))]
     refine = rest + [f"init={tmp_path / 'h' / 'model'}", "refinement_passes=1", "train_first_pass=false"]
-    start, _ = _train("hypernet", refine + [f"run.out_dir={tmp_path / 'r0'}", "run.steps=1", "lr=0"])
     x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(3)) * 2 - 1
-    torch.testing.assert_close(start.model.eval().invert(x).image, init.invert(x).image, rtol=0, atol=1e-5)
-    _train("hypernet", refine + [f"run.out_dir={tmp_path / 'r'}", "run.steps=30", "lr=0.003"])
-    log = (tmp_path / "r" / "log.txt").read_text().splitlines()
-    losses = [float(line.split(" loss=")[1].split()[0]) for line in log if " loss=" in line and "val" not in line]
-    assert np.mean(losses[-5:]) < np.mean(losses[:5])
-    refined = HyperInverter.from_pretrained(tmp_path / "r" / "model")
+    refined = _starts_as_then_learns(refine, tmp_path / "r", init, x)
     assert refined.config.refinement_passes == 1
     for name in ("w_bar_encoder", "hypernet"):  # frozen, BatchNorm statistics included
         mine = getattr(refined, name).state_dict()
@@ -321,13 +329,7 @@ def test_refinement_passes_added_to_a_trained_model(folder, generator_dir, tmp_p
     six = [f"layer_encoder={{backbone: {dict(TINY_BACKBONE, in_channels=6)}}}".replace("'", "")
            if o.startswith("layer_encoder=") else o for o in rest]
     six += [f"init={tmp_path / 'r' / 'model'}", "refinement_passes=1", "e2_batchnorm=running"]  # statistics kept
-    start, _ = _train("hypernet", six + [f"run.out_dir={tmp_path / 'd0'}", "run.steps=1", "lr=0"])
-    torch.testing.assert_close(start.model.eval().invert(x).image, refined.invert(x).image, rtol=0, atol=1e-5)
-    _train("hypernet", six + [f"run.out_dir={tmp_path / 'd'}", "run.steps=30", "lr=0.003"])
-    log = (tmp_path / "d" / "log.txt").read_text().splitlines()
-    losses = [float(line.split(" loss=")[1].split()[0]) for line in log if " loss=" in line and "val" not in line]
-    assert np.mean(losses[-5:]) < np.mean(losses[:5])
-    diff = HyperInverter.from_pretrained(tmp_path / "d" / "model")
+    diff = _starts_as_then_learns(six, tmp_path / "d", refined, x)
     assert diff.config.layer_encoder.backbone.in_channels == 6
     assert diff.w_bar_encoder.input_layer[0].weight[:, 3:].abs().max() > 0
     with pytest.raises(TrainingError, match="only E2's in_channels may go from 3 to 6"):  # and not back

@@ -573,7 +573,7 @@ class HyperInverter(PretrainedMixin, nn.Module):
         if self.w_bar_encoder.backbone_config.in_channels == 6:
             images = tuple(torch.cat([im, DIFFERENCE_GAIN * (x - im)], dim=1) for im in images)
         if self.w_bar_encoder.training:
-            return tuple(self.w_bar_encoder(x) for x in images)
+            return tuple(self.w_bar_encoder(im) for im in images)
         return self.w_bar_encoder(torch.cat(images)).chunk(len(images))
 
     @staticmethod

@@ -136,9 +136,6 @@ class GanTeacherTrainer(GanTrainer):
             log.info("mapping warm-up: %d steps, read-out loss %.4f", self.config.attr_probe_warmup,
                      float(loss.detach()))  # one host sync, once per run
 
-    def on_step_start(self) -> None:
-        self.apply_lr_schedule()
-
     def apply_lr_schedule(self) -> None:
         lr = scheduled_lr(self.config.g_lr, self.config.g_lr_schedule, self.step)
         for group in self.g_opt.param_groups:

@@ -151,7 +151,6 @@ class HypernetTrainer(Trainer):
         return self.run_cfg.batch_size
 
     def on_step_start(self) -> None:
-        self.apply_lr_schedule()
         if self.adversarial_on and self.config.batch_size_with_adv:
             self.set_batch_size(self.config.batch_size_with_adv)
 

@@ -144,8 +144,8 @@ class Trainer:
         """Hook for schedules (e.g. switching batch size when the adversarial term starts)."""
 
     def apply_lr_schedule(self) -> None:
-        """Set the optimisers' rates for the current step (subclasses with a rate schedule override; called at
-        every step start and on resume, where a changed rate is reported against the schedule's)."""
+        """Set the optimisers' rates for the current step (subclasses with a rate schedule override; called before
+        every step's :meth:`on_step_start` and on resume, where a changed rate is reported against the schedule's)."""
 
     def scheduled_batch_size(self) -> int:
         """The global batch size the config asks for at the current step (subclasses with a schedule override)."""
@@ -456,6 +456,7 @@ class Trainer:
         deadline = t0 + cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
         try:
             while self.step < cfg.steps:
+                self.apply_lr_schedule()
                 self.on_step_start()
                 if self._iterator is None:
                     self._iterator = self._batches()

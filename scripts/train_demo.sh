@@ -40,7 +40,7 @@ W_STEPS="${W_STEPS:-3500}"
 HYPER_STEPS="${HYPER_STEPS:-10000}"
 REFINE_STEPS="${REFINE_STEPS:-9000}"
 TUNE_STEPS="${TUNE_STEPS:-3500}"
-DIFF_STEPS="${DIFF_STEPS:-4000}"
+DIFF_STEPS="${DIFF_STEPS:-8500}"
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(data gan w hyper refine tune diff pack)
 MODEL=runs/$HYPER/model  # what pack exports: faces64's is the diff stage's (refinement pass, fine-tune, difference)
@@ -109,10 +109,12 @@ fi
 if has diff && [ "$DEMO" = faces64 ]; then
   # E2 reads every image next to the input's difference from it (layer_encoder.backbone.in_channels=6, README "E2
   # reads the difference"): init widens the tune stage's E2 with zero weights for the difference, so the run starts
-  # at that model; then the tune stage's settings, the lower rate from step 3300
+  # at that model; then the tune stage's settings. The schedule is the shipped model's as run: 4000 steps with the
+  # lower rate from step 3300, then (fifteenth session, resumed) the full rate again to step 7000 and the lower after
   $HI train hypernet -c $HYPER $(resume runs/${HYPER}_diff) run.out_dir=runs/${HYPER}_diff \
     init=runs/${HYPER}_tune/model layer_encoder.backbone.in_channels=6 refinement_passes=1 first_pass_lr_scale=0.5 \
-    e2_batchnorm=running losses.grad=0 losses.attr=0 lr=0.0001 "lr_schedule=[[3300, 0.00003]]" \
+    e2_batchnorm=running losses.grad=0 losses.attr=0 lr=0.0001 \
+    "lr_schedule=[[3300, 0.00003], [4000, 0.0001], [7000, 0.00003]]" \
     run.steps="$DIFF_STEPS" run.val_images=64 run.max_minutes="${DIFF_MINUTES:-0}" ${DIFF_ARGS:-}
 fi
 if has pack; then

@@ -17,7 +17,10 @@ from hyperinverter.inverter import HyperInverter
 
 
 def average_states(states: list) -> dict:
-    """The element-wise mean of state dicts with the same keys and shapes (non-float entries: the first's)."""
+    """The element-wise mean of state dicts with the same keys and shapes (non-float entries: the first's).
+
+    Not ``torch.optim.swa_utils.AveragedModel``: it keeps a running mean in each tensor's own dtype (float16 folders
+    would round at every update) and leaves buffers out unless asked; this is one exact mean in float64."""
     first = states[0]
     for s in states[1:]:
         if {k: v.shape for k, v in s.items()} != {k: v.shape for k, v in first.items()}:

@@ -100,25 +100,28 @@ if has refine && [ "$DEMO" = faces64 ]; then
     "lr_schedule=[[5000, 0.00015], [7500, 0.00005]]" run.val_images=64 run.max_minutes="${REFINE_MINUTES:-0}" \
     ${REFINE_ARGS:-}
 fi
+# the settings the tune, diff and smile stages share: one refinement pass, E2 and the first pass at half the rate on
+# E2's running BatchNorm statistics, no edge term, 64 validation images
+FINE_TUNE=(refinement_passes=1 first_pass_lr_scale=0.5 e2_batchnorm=running losses.grad=0 run.val_images=64)
 if has tune && [ "$DEMO" = faces64 ]; then
   # everything but E1 and the generator fine-tuned together on the squared error alone (README "Fine-tuning on
   # the squared error"): E2 and the first pass at half the rate of the refinement pass, E2's BatchNorm on its
   # running statistics (a few images per process make noisy batch statistics)
   $HI train hypernet -c $HYPER $(resume runs/${HYPER}_tune) run.out_dir=runs/${HYPER}_tune \
-    init=runs/${HYPER}_refine/model refinement_passes=1 first_pass_lr_scale=0.5 e2_batchnorm=running \
-    losses.grad=0 losses.attr=0 lr=0.0001 "lr_schedule=[[2600, 0.00003]]" run.steps="$TUNE_STEPS" \
-    run.val_images=64 run.max_minutes="${TUNE_MINUTES:-0}" ${TUNE_ARGS:-}
+    init=runs/${HYPER}_refine/model "${FINE_TUNE[@]}" losses.attr=0 lr=0.0001 "lr_schedule=[[2600, 0.00003]]" \
+    run.steps="$TUNE_STEPS" run.max_minutes="${TUNE_MINUTES:-0}" ${TUNE_ARGS:-}
 fi
+# the diff and smile stages: the tune stage's settings, and E2 reads the difference (6 channels)
+DIFF_MODEL=("${FINE_TUNE[@]}" layer_encoder.backbone.in_channels=6)
 if has diff && [ "$DEMO" = faces64 ]; then
   # E2 reads every image next to the input's difference from it (layer_encoder.backbone.in_channels=6, README "E2
   # reads the difference"): init widens the tune stage's E2 with zero weights for the difference, so the run starts
   # at that model; then the tune stage's settings. The schedule is the shipped model's as run: 4000 steps with the
   # lower rate from step 3300, then (fifteenth session, resumed) the full rate again to step 7000 and the lower after
   $HI train hypernet -c $HYPER $(resume runs/${HYPER}_diff) run.out_dir=runs/${HYPER}_diff \
-    init=runs/${HYPER}_tune/model layer_encoder.backbone.in_channels=6 refinement_passes=1 first_pass_lr_scale=0.5 \
-    e2_batchnorm=running losses.grad=0 losses.attr=0 lr=0.0001 \
+    init=runs/${HYPER}_tune/model "${DIFF_MODEL[@]}" losses.attr=0 lr=0.0001 \
     "lr_schedule=[[3300, 0.00003], [4000, 0.0001], [7000, 0.00003]]" \
-    run.steps="$DIFF_STEPS" run.val_images=64 run.max_minutes="${DIFF_MINUTES:-0}" ${DIFF_ARGS:-}
+    run.steps="$DIFF_STEPS" run.max_minutes="${DIFF_MINUTES:-0}" ${DIFF_ARGS:-}
 fi
 if has smile && [ "$DEMO" = faces64 ]; then
   loss_regressor
@@ -128,19 +131,19 @@ if has smile && [ "$DEMO" = faces64 ]; then
   # its last 1000 to keep that checkpoint's model, and the shipped model is the average of those five: the reads
   # of single checkpoints wander by about 0.01 in R² at this constant rate, the average's sit at the top
   SMILE=runs/${HYPER}_smile
+  KEPT=()
   for s in $(seq $((SMILE_STEPS - 1000)) 250 "$SMILE_STEPS"); do
+    KEPT+=($SMILE/snapshots/step_$s)
     [ -d $SMILE/snapshots/step_$s ] && continue
-    $HI train hypernet -c $HYPER $(resume $SMILE) run.out_dir=$SMILE \
-      init=runs/${HYPER}_diff/model layer_encoder.backbone.in_channels=6 refinement_passes=1 first_pass_lr_scale=0.5 \
-      e2_batchnorm=running losses.grad=0 losses.attr=1 "losses.attr_attributes=[smile]" lr=0.00003 "lr_schedule=[]" \
-      run.steps="$s" run.val_images=64 run.max_minutes="${SMILE_MINUTES:-0}" ${SMILE_ARGS:-}
+    $HI train hypernet -c $HYPER $(resume $SMILE) run.out_dir=$SMILE init=runs/${HYPER}_diff/model "${DIFF_MODEL[@]}" \
+      losses.attr=1 "losses.attr_attributes=[smile]" lr=0.00003 "lr_schedule=[]" \
+      run.steps="$s" run.max_minutes="${SMILE_MINUTES:-0}" ${SMILE_ARGS:-}
     # a wall-time budget can stop the run short of the step: run the script again to go on
     [ "$(step_of $SMILE)" = "$s" ] || { echo "smile stage stopped before step $s; run the script again" >&2; exit 1; }
     mkdir -p $SMILE/snapshots && cp -r $SMILE/model $SMILE/snapshots/step_$s
   done
   rm -rf $SMILE/average
-  "${PY:-.venv/bin/python}" scripts/average_models.py $SMILE/average \
-    $(for s in $(seq $((SMILE_STEPS - 1000)) 250 "$SMILE_STEPS"); do echo $SMILE/snapshots/step_$s; done)
+  "${PY:-.venv/bin/python}" scripts/average_models.py $SMILE/average "${KEPT[@]}"
 fi
 if has pack; then
   # float16 export with domain.json: the framing and the typical phase-I PSNR on validation portraits

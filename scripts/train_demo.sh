@@ -127,21 +127,16 @@ if has smile && [ "$DEMO" = faces64 ]; then
   loss_regressor
   # the attribute term back on, on the smile alone (README "The smile term"): the diff stage's model fine-tuned at its
   # lowest rate, with the loss regressor's smile reads of the reconstruction and of the input compared (the squared
-  # error weighs a frown by its few pixels); E2's settings as in the diff stage. The stage stops every 250 steps over
-  # its last 1000 to keep that checkpoint's model, and the shipped model is the average of those five: the reads
-  # of single checkpoints wander by about 0.01 in R² at this constant rate, the average's sit at the top
+  # error weighs a frown by its few pixels); E2's settings as in the diff stage. The run keeps its model every 250
+  # steps (run.keep_models_every) and the shipped model is the average of the last five: the reads of single
+  # checkpoints wander by about 0.01 in R² at this constant rate, the average's sit at the top
   SMILE=runs/${HYPER}_smile
-  KEPT=()
-  for s in $(seq $((SMILE_STEPS - 1000)) 250 "$SMILE_STEPS"); do
-    KEPT+=($SMILE/snapshots/step_$s)
-    [ -d $SMILE/snapshots/step_$s ] && continue
-    $HI train hypernet -c $HYPER $(resume $SMILE) run.out_dir=$SMILE init=runs/${HYPER}_diff/model "${DIFF_MODEL[@]}" \
-      losses.attr=1 "losses.attr_attributes=[smile]" lr=0.00003 "lr_schedule=[]" \
-      run.steps="$s" run.max_minutes="${SMILE_MINUTES:-0}" ${SMILE_ARGS:-}
-    # a wall-time budget can stop the run short of the step: run the script again to go on
-    [ "$(step_of $SMILE)" = "$s" ] || { echo "smile stage stopped before step $s; run the script again" >&2; exit 1; }
-    mkdir -p $SMILE/snapshots && cp -r $SMILE/model $SMILE/snapshots/step_$s
-  done
+  $HI train hypernet -c $HYPER $(resume $SMILE) run.out_dir=$SMILE init=runs/${HYPER}_diff/model "${DIFF_MODEL[@]}" \
+    losses.attr=1 "losses.attr_attributes=[smile]" lr=0.00003 "lr_schedule=[]" run.keep_models_every=250 \
+    run.steps="$SMILE_STEPS" run.max_minutes="${SMILE_MINUTES:-0}" ${SMILE_ARGS:-}
+  # a wall-time budget can stop the run short: run the script again to go on
+  [ "$(step_of $SMILE)" = "$SMILE_STEPS" ] || { echo "smile stage stopped early; run the script again" >&2; exit 1; }
+  KEPT=(); for s in $(seq $((SMILE_STEPS - 1000)) 250 "$SMILE_STEPS"); do KEPT+=($SMILE/snapshots/step_$s/model); done
   rm -rf $SMILE/average
   "${PY:-.venv/bin/python}" scripts/average_models.py $SMILE/average "${KEPT[@]}"
 fi

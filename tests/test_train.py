@@ -396,6 +396,26 @@ def test_resume_is_exact(folder, generator_dir, tmp_path):
     assert resumed.step == 8
 
 
+def test_keep_models_every_keeps_each_steps_export(folder, generator_dir, tmp_path):
+    """run.keep_models_every=2 over 5 steps: snapshots/step_2 and step_4 hold the models as they were then (the
+    export at the end is step 5's); a resumed run goes on keeping them."""
+    out = tmp_path / "k"
+    trainer, _ = _train("w-encoder", _w_encoder_overrides(folder, generator_dir, out, 5) + ["run.keep_models_every=2"])
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["step_2", "step_4"]
+    two, four = (WEncoder.from_pretrained(out / "snapshots" / s / "w_encoder").state_dict() for s in ("step_2", "step_4"))
+    final = trainer.E.state_dict()
+    assert any(not torch.equal(two[k], four[k]) for k in final)  # weights moved between the snapshots
+    assert any(not torch.equal(four[k], final[k]) for k in final)  # and step 5 is not step 4
+    again, _ = _train("w-encoder", _w_encoder_overrides(folder, generator_dir, out, 6) + ["run.keep_models_every=2"],
+                      resume=True)
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["step_2", "step_4", "step_6"]
+    six = WEncoder.from_pretrained(out / "snapshots" / "step_6" / "w_encoder").state_dict()
+    assert all(torch.equal(six[k], v) for k, v in again.E.state_dict().items())
+    with pytest.raises(ConfigError, match="keep_models_every"):
+        load_train_config("w-encoder", None, _w_encoder_overrides(folder, generator_dir, out, 6)
+                          + ["run.keep_models_every=-1"])
+
+
 def test_resume_applies_a_changed_learning_rate_and_says_so(folder, generator_dir, tmp_path, caplog):
     _train("w-encoder", _w_encoder_overrides(folder, generator_dir, tmp_path / "lr", 2))
     caplog.set_level("WARNING", logger="hyperinverter")

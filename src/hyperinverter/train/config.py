@@ -38,6 +38,8 @@ class RunConfig:
     val_every: int = 1000  # Steps between validations (0 = never).
     val_images: int = 16  # Images used for validation.
     ckpt_every: int = 1000  # Steps between checkpoints (a checkpoint is also written at the end and on SIGTERM).
+    keep_models_every: int = 0  # Steps between kept copies of the exported models, in snapshots/step_N (0 = none):
+    #                              e.g. the last checkpoints of a fine-tune, averaged by scripts/average_models.py.
     max_minutes: float = 0.0  # Wall-time budget of this invocation: stop as on SIGTERM (resumable); 0 = none.
 
 
@@ -324,7 +326,7 @@ def validate(config: Any) -> None:
     for name in ("steps", "batch_size", "grad_accum", "log_every", "val_images"):
         if getattr(run, name) < 1:
             problems.append(f"run.{name} must be >= 1")
-    for name in ("image_every", "val_every", "ckpt_every", "workers", "max_minutes"):
+    for name in ("image_every", "val_every", "ckpt_every", "keep_models_every", "workers", "max_minutes"):
         if getattr(run, name) < 0:
             problems.append(f"run.{name} must be >= 0")
     if run.batch_size % run.grad_accum:

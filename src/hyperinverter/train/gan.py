@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -137,9 +138,9 @@ class GanTrainer(Trainer):
         z = torch.randn([8, self.G.z_dim], generator=torch.Generator().manual_seed(0)).to(self.device)
         return self.G_ema(z, noise_mode="const")
 
-    def export(self) -> None:
-        self.G_ema.save_pretrained(self.out_dir / "generator")
-        self.D.save_pretrained(self.out_dir / "discriminator")
+    def export(self, folder: Path) -> None:
+        self.G_ema.save_pretrained(folder / "generator")
+        self.D.save_pretrained(folder / "discriminator")
 
 
 class _Extra:

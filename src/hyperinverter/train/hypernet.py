@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -226,8 +227,8 @@ class HypernetTrainer(Trainer):
             self._train_mode()
         return torch.cat([images, r.image_w.clamp(-1, 1), r.image.clamp(-1, 1)])
 
-    def export(self) -> None:
-        self.model.save_pretrained(self.out_dir / "model")
+    def export(self, folder: Path) -> None:
+        self.model.save_pretrained(folder / "model")
 
 
 def _widen_stem(state: dict, e2) -> dict:

@@ -322,15 +322,25 @@ class Trainer:
             return None
         if name == "latest.pt":
             self._saved_step = self.step
-        try:
-            self.export()
-        except (OSError, RuntimeError) as e:  # each exported file is written atomically: the previous export stays
-            log.error("could not export the models next to %s (%s); the previous export is kept", path,
-                      str(e).splitlines()[0] if str(e) else type(e).__name__)
+        self._export_to(self.out_dir, f"next to {path}", "the previous export is kept")
         return path
 
-    def export(self) -> None:
-        """Write the usable models (save_pretrained folders) next to the checkpoint; subclasses override."""
+    def _export_to(self, folder: Path, where: str, kept: str) -> None:
+        try:
+            self.export(folder)
+        except (OSError, RuntimeError) as e:  # each exported file is written atomically: the previous export stays
+            log.error("could not export the models %s (%s); %s", where,
+                      str(e).splitlines()[0] if str(e) else type(e).__name__, kept)
+
+    def keep_models(self) -> None:
+        """A copy of the exported models in ``snapshots/step_N`` (run.keep_models_every): e.g. the last few of a
+        fine-tune at a constant rate, averaged by scripts/average_models.py. A failure is logged; training goes on."""
+        if self.env.is_main:
+            folder = self.out_dir / "snapshots" / f"step_{self.step}"
+            self._export_to(folder, f"to {folder}", "training goes on")
+
+    def export(self, folder: Path) -> None:
+        """Write the usable models (save_pretrained folders) into ``folder``; subclasses override."""
 
     def resume(self, path: Path) -> None:
         state = load_checkpoint(path)
@@ -493,6 +503,9 @@ class Trainer:
                     self.check_finite()  # never a checkpoint of weights that a NaN loss has reached
                     self.save_checkpoint(final=stop or last_step)  # a failed last save stops with an error
                     barrier(self.env)
+                if cfg.keep_models_every and self.step % cfg.keep_models_every == 0:
+                    self.check_finite()
+                    self.keep_models()
                 if stop:
                     log.warning("stopped at step %d; resume with --resume", self.step)
                     break

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 import logging
 
 import torch
@@ -164,5 +165,5 @@ class WEncoderTrainer(Trainer):
             self.E.train()
         return torch.cat([images, out.clamp(-1, 1)])
 
-    def export(self) -> None:
-        self.E.save_pretrained(self.out_dir / "w_encoder")
+    def export(self, folder: Path) -> None:
+        self.E.save_pretrained(folder / "w_encoder")

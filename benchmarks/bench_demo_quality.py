@@ -126,6 +126,9 @@ def main(argv=None) -> int:
                              "glasses, smile, yaw and the directions' attributes")
     parser.add_argument("--baseline", default=None, help="a model whose generator's KID is the reference")
     parser.add_argument("--count", type=int, default=200, help="held-out test portraits")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="the portraits' seeds: test (the reported figures) or val (to choose between candidate "
+                             "models, e.g. checkpoints, without looking at the test portraits)")
     parser.add_argument("--kid-count", type=int, default=2000, help="generator samples and renders for KID")
     parser.add_argument("--framing", choices=list(FRAMINGS), default=None,
                         help="render the test and KID portraits in this framing (default: the model's, from its "
@@ -148,9 +151,10 @@ def main(argv=None) -> int:
     if args.framing is None and load_domain(model_dir) is None:  # a training run's folder: no domain.json yet
         print(f"note: {model_dir} has no domain.json: rendering the {framing} framing (--framing to choose; faces64 "
               f"is aligned)")
-    data = render_labelled_portraits("test", args.count, size=R, framing=framing)
+    data = render_labelled_portraits(args.split, args.count, size=R, framing=framing)
     x = data.images
-    report: dict = {"model": str(args.model), "framing": framing, "count": args.count, "bars": BARS}
+    report: dict = {"model": str(args.model), "framing": framing, "split": args.split, "count": args.count,
+                    "bars": BARS}
     met: dict[str, bool] = {}
 
     # Reconstruction.
@@ -164,7 +168,7 @@ def main(argv=None) -> int:
     report["mse_ratio"] = ratio
     met["psnr"] = mean["hyperinverter"]["psnr"] >= BARS["psnr_db"]
     met["mse_ratio"] = ratio <= BARS["mse_ratio"]
-    print(f"model {args.model}: {args.count} held-out {R}px portraits ({framing} framing), "
+    print(f"model {args.model}: {args.count} held-out {R}px portraits ({args.split} split, {framing} framing), "
           f"{report['ms_per_image']:.1f} ms/image")
     print("| | MSE | PSNR (dB) | SSIM |\n|---|---|---|---|")
     for phase, label in (("phase1", "phase I (W encoder)"), ("hyperinverter", "HyperInverter")):

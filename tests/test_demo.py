@@ -353,3 +353,11 @@ def test_bench_demo_quality_reconstruction_only(tmp_path):
     assert set(quality["reads"]) == {"glasses", "smile", "yaw"} and "directions" not in quality and "kid" not in quality
     assert quality["reconstruction"]["hyperinverter"]["psnr"] < 30 and quality["met"]["psnr"] is False
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["inversions.png", "quality.json"]
+    # --split val: other portraits (to choose between checkpoints without looking at the test ones)
+    done = subprocess.run([sys.executable, str(bench), "--model", str(tmp_path / "m"), "--attributes",
+                           str(tmp_path / "r"), "--count", "6", "--batch-size", "3", "--reconstruction-only",
+                           "--split", "val", "--out", str(tmp_path / "val")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "(val split, portrait framing)" in done.stdout, done.stderr[-2000:]
+    val = json.loads((tmp_path / "val" / "quality.json").read_text())
+    assert quality["split"] == "test" and val["split"] == "val"
+    assert val["reconstruction"]["hyperinverter"]["psnr"] != quality["reconstruction"]["hyperinverter"]["psnr"]

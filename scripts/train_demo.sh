@@ -17,7 +17,8 @@
 #   GAN_STEPS, GAN2_STEPS (faces64's second GAN stage: smiles), W_CODE_STEPS (phase I on codes only),
 #   W_STEPS (in all), HYPER_STEPS, REFINE_STEPS (faces64's refinement pass), TUNE_STEPS (faces64's fine-tune of
 #   E2 and both passes on the squared error), DIFF_STEPS (faces64's E2 widened to read the input's difference from
-#   each image, then trained on), SMILE_STEPS (faces64's fine-tune with the attribute term on the smile alone).
+#   each image, then trained on), SMILE_STEPS, SMILE2_STEPS (faces64's fine-tunes with the attribute term on the
+#   smile alone, at weight 1 then 2).
 #   GAN2_MINUTES: the second GAN stage's budget.
 # On a GPU leave the budgets at 0 and raise the step counts (scripts/gpu_demo.sh: the whole recipe in one
 # call of the device tool). PAIRS_COUNT: (z, image) pairs to render (40000); WORKERS: rendering processes (2).
@@ -42,11 +43,11 @@ HYPER_STEPS="${HYPER_STEPS:-10000}"
 REFINE_STEPS="${REFINE_STEPS:-9000}"
 TUNE_STEPS="${TUNE_STEPS:-3500}"
 DIFF_STEPS="${DIFF_STEPS:-8500}"
-SMILE_STEPS="${SMILE_STEPS:-3000}"
+SMILE_STEPS="${SMILE_STEPS:-5000}"; SMILE2_STEPS="${SMILE2_STEPS:-2500}"
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(data gan w hyper refine tune diff smile pack)
 MODEL=runs/$HYPER/model  # what pack exports: faces64's is the smile stage's (refinement pass, fine-tune, difference,
-[ "$DEMO" = faces64 ] && MODEL=runs/${HYPER}_smile/average  # smile term, averaged)
+[ "$DEMO" = faces64 ] && MODEL=runs/${HYPER}_smile2/average  # smile term, averaged)
 has() { local s; for s in "${stages[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 resume() { [ -f "$1/checkpoints/latest.pt" ] && echo --resume || true; }
 step_of() { [ -f "$1/log.txt" ] && tail -1 "$1/log.txt" | sed -n 's/^step=\([0-9]*\).*/\1/p' || echo 0; }
@@ -127,18 +128,23 @@ if has smile && [ "$DEMO" = faces64 ]; then
   loss_regressor
   # the attribute term back on, on the smile alone (README "The smile term"): the diff stage's model fine-tuned at its
   # lowest rate, with the loss regressor's smile reads of the reconstruction and of the input compared (the squared
-  # error weighs a frown by its few pixels); E2's settings as in the diff stage. The run keeps its model every 250
-  # steps (run.keep_models_every) and the shipped model is the average of the last five: the reads of single
-  # checkpoints wander by about 0.01 in R² at this constant rate, the average's sit at the top
-  SMILE=runs/${HYPER}_smile
-  $HI train hypernet -c $HYPER $(resume $SMILE) run.out_dir=$SMILE init=runs/${HYPER}_diff/model "${DIFF_MODEL[@]}" \
-    losses.attr=1 "losses.attr_attributes=[smile]" lr=0.00003 "lr_schedule=[]" run.keep_models_every=250 \
-    run.steps="$SMILE_STEPS" run.max_minutes="${SMILE_MINUTES:-0}" ${SMILE_ARGS:-}
-  # a wall-time budget can stop the run short: run the script again to go on
-  [ "$(step_of $SMILE)" = "$SMILE_STEPS" ] || { echo "smile stage stopped early; run the script again" >&2; exit 1; }
-  KEPT=(); for s in $(seq $((SMILE_STEPS - 1000)) 250 "$SMILE_STEPS"); do KEPT+=($SMILE/snapshots/step_$s/model); done
-  rm -rf $SMILE/average
-  "${PY:-.venv/bin/python}" scripts/average_models.py $SMILE/average "${KEPT[@]}"
+  # error weighs a frown by its few pixels); E2's settings as in the diff stage. Each run keeps its model every 250
+  # steps (run.keep_models_every) and its result is the average of the kept models over its last steps: the reads of
+  # single checkpoints wander by about 0.01 in R² at a constant rate, the averages' sit at the top. Two runs: the
+  # term at weight 1 for SMILE_STEPS (the models of its last 3000 steps averaged), then from that average at weight
+  # 2 for SMILE2_STEPS (its last 1000 averaged). Which averages: chosen on val-split portraits (README)
+  smile_run() {  # OUT INIT WEIGHT STEPS AVERAGED_STEPS
+    $HI train hypernet -c $HYPER $(resume $1) run.out_dir=$1 init=$2 "${DIFF_MODEL[@]}" losses.attr=$3 \
+      "losses.attr_attributes=[smile]" lr=0.00003 "lr_schedule=[]" run.keep_models_every=250 run.steps="$4" \
+      run.max_minutes="${SMILE_MINUTES:-0}" ${SMILE_ARGS:-}
+    # a wall-time budget can stop the run short: run the script again to go on
+    [ "$(step_of $1)" = "$4" ] || { echo "$1 stopped before step $4; run the script again" >&2; exit 1; }
+    local kept=(); for s in $(seq $(($4 - $5)) 250 "$4"); do kept+=("$1/snapshots/step_$s/model"); done
+    rm -rf "$1/average"
+    "${PY:-.venv/bin/python}" scripts/average_models.py "$1/average" "${kept[@]}"
+  }
+  smile_run runs/${HYPER}_smile runs/${HYPER}_diff/model 1 "$SMILE_STEPS" 3000
+  smile_run runs/${HYPER}_smile2 runs/${HYPER}_smile/average 2 "$SMILE2_STEPS" 1000
 fi
 if has pack; then
   # float16 export with domain.json: the framing and the typical phase-I PSNR on validation portraits

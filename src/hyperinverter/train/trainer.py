@@ -499,12 +499,14 @@ class Trainer:
                     self._stop_requested = True
                 stop = any_across(self.env, self._stop_requested)
                 last_step = self.step >= cfg.steps
-                if stop or last_step or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0):
-                    self.check_finite()  # never a checkpoint of weights that a NaN loss has reached
+                save = stop or last_step or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0)
+                keep = cfg.keep_models_every and self.step % cfg.keep_models_every == 0
+                if save or keep:
+                    self.check_finite()  # never a checkpoint or a kept model of weights that a NaN loss has reached
+                if save:
                     self.save_checkpoint(final=stop or last_step)  # a failed last save stops with an error
                     barrier(self.env)
-                if cfg.keep_models_every and self.step % cfg.keep_models_every == 0:
-                    self.check_finite()
+                if keep:
                     self.keep_models()
                 if stop:
                     log.warning("stopped at step %d; resume with --resume", self.step)

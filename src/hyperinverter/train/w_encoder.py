@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 import logging
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
